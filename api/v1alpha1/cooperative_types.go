@@ -1,0 +1,139 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DeletionPolicy says what happens to a coop's data outside its namespace
+// (its database, its backups) when the Cooperative is deleted.
+// +kubebuilder:validation:Enum=Retain;Delete
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyRetain keeps the coop's data so that it can leave with it.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+	// DeletionPolicyDelete removes the coop's data with it.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+)
+
+// SubjectKind is the kind of a coop admin.
+// +kubebuilder:validation:Enum=User;Group
+type SubjectKind string
+
+const (
+	// SubjectKindUser is one person, as the cluster's authentication names them.
+	SubjectKindUser SubjectKind = "User"
+	// SubjectKindGroup is a group, as the cluster's authentication names it.
+	SubjectKindGroup SubjectKind = "Group"
+)
+
+// Subject is a user or group who runs a coop.
+type Subject struct {
+	// kind is User or Group.
+	// +kubebuilder:default=User
+	// +optional
+	Kind SubjectKind `json:"kind,omitempty"`
+
+	// name is the user or group name that the cluster authenticates.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// Contact is how the host reaches a coop.
+type Contact struct {
+	// email is where the host writes to about this coop.
+	// +kubebuilder:validation:MaxLength=254
+	// +kubebuilder:validation:Pattern=`^[^@\s]+@[^@\s]+$`
+	// +optional
+	Email string `json:"email,omitempty"`
+}
+
+// CooperativeSpec is one member cooperative: who runs it and what it gets.
+type CooperativeSpec struct {
+	// displayName is the coop's name as people write it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.trim().size() > 0",message="must not be blank"
+	// +required
+	DisplayName string `json:"displayName"`
+
+	// plan is the name of the Plan this coop is on.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Plan string `json:"plan"`
+
+	// admins are the users and groups who run this coop's apps and data.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Admins []Subject `json:"admins,omitempty"`
+
+	// contact is how the host reaches the coop.
+	// +optional
+	Contact Contact `json:"contact,omitempty"`
+
+	// deletionPolicy says whether the coop's database and backups are kept
+	// (Retain) or removed (Delete) when this Cooperative is deleted.
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// CooperativeStatus is what the operator observed of a coop.
+type CooperativeStatus struct {
+	// observedGeneration is the generation of the spec that the conditions describe.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// namespace is the coop's namespace.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// conditions are Ready, a summary, and one condition per part of the coop.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=coop;coops,categories=cooperator
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 58",message="metadata.name: must be at most 58 characters, so that the namespace coop-<name> is a valid name"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name: must be lower-case letters, digits and '-' (no dots), starting and ending with a letter or digit, so that the namespace coop-<name> is a valid name"
+// +kubebuilder:printcolumn:name="Plan",type=string,JSONPath=`.spec.plan`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Cooperative is one member cooperative hosted on this cluster: its namespace,
+// quota, isolation and access, and later its database, apps, domains and backups.
+type Cooperative struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what the coop asks for.
+	// +required
+	Spec CooperativeSpec `json:"spec"`
+
+	// status is what the operator observed.
+	// +optional
+	Status CooperativeStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// CooperativeList is a list of Cooperatives.
+type CooperativeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Cooperative `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Cooperative{}, &CooperativeList{})
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"cooperator.dev/cooperator/controllers"
+	"cooperator.dev/cooperator/internal/specs"
+)
+
+func runManager(args []string) error {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	var (
+		metricsAddr   = fs.String("metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
+		probeAddr     = fs.String("health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
+		leaderElect   = fs.Bool("leader-elect", false, "Elect a leader, so that only one replica reconciles.")
+		ingressNS     = fs.String("ingress-namespace", "ingress-nginx", "Namespace of the ingress controller, whose pods may reach coop pods.")
+		dnsNS         = fs.String("dns-namespace", "kube-system", "Namespace of the cluster DNS, which coop pods may reach.")
+		databaseCIDRs = fs.String("database-cidrs", "", "Comma-separated networks of the shared database servers, which coop pods may reach on port 5432.")
+		concurrency   = fs.Int("max-concurrent-reconciles", 4, "How many cooperatives are reconciled at once.")
+	)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("while loading the kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 controllers.Scheme,
+		Cache:                  controllers.CacheOptions(),
+		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress: *probeAddr,
+		LeaderElection:         *leaderElect,
+		LeaderElectionID:       "cooperator.dev",
+	})
+	if err != nil {
+		return fmt.Errorf("while creating the manager: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.Setup(ctx, mgr, controllers.Config{
+		Specs: specs.Options{
+			IngressNamespace: *ingressNS,
+			DNSNamespace:     *dnsNS,
+			DatabaseCIDRs:    splitList(*databaseCIDRs),
+		},
+		MaxConcurrentReconciles: *concurrency,
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("Starting manager")
+	return mgr.Start(ctx)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

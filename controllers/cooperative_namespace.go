@@ -1,0 +1,130 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/specs"
+	"cooperator.dev/cooperator/internal/ssa"
+)
+
+// +kubebuilder:rbac:groups="",resources=namespaces;resourcequotas;limitranges,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch
+// The operator must hold what it grants to coop admins (specs.AdminRules).
+// +kubebuilder:rbac:groups="",resources=pods;pods/log;services;configmaps;secrets;persistentvolumeclaims;serviceaccounts;events;endpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=delete
+// +kubebuilder:rbac:groups="",resources=pods/exec;pods/portforward,verbs=create
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;deployments/scale;statefulsets/scale,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=get;list;watch
+
+// namespaceRetry is how soon a coop looks again at a namespace of its name
+// that is still being deleted.
+const namespaceRetry = 5 * time.Second
+
+// errNamespaceOwnedElsewhere stops a coop whose namespace name is taken.
+var errNamespaceOwnedElsewhere = reconcile.TerminalError(errors.New("namespace owned elsewhere"))
+
+// reconcileNamespace applies the coop's namespace and what isolates and
+// governs it: quota, limits, network policies, and its admins' access.
+func (r *CooperativeReconciler) reconcileNamespace(ctx context.Context, s *scope) (ctrl.Result, error) {
+	coop := s.coop
+	s.coop.Status.Namespace = coop.NamespaceName()
+
+	if res, err := r.checkNamespaceOwner(ctx, s); err != nil || !res.IsZero() {
+		return res, err
+	}
+
+	applies := []func() (string, error){
+		applyOne(ctx, r.Client, &corev1.Namespace{}, specs.Namespace(coop), corev1ac.ExtractNamespace),
+		applyOne(ctx, r.Client, &corev1.ResourceQuota{}, specs.ResourceQuota(coop, s.plan), corev1ac.ExtractResourceQuota),
+		applyOne(ctx, r.Client, &corev1.LimitRange{}, specs.LimitRange(coop, s.plan), corev1ac.ExtractLimitRange),
+		applyOne(ctx, r.Client, &rbacv1.Role{}, specs.AdminRole(coop), rbacv1ac.ExtractRole),
+		applyOne(ctx, r.Client, &rbacv1.RoleBinding{}, specs.AdminRoleBinding(coop), rbacv1ac.ExtractRoleBinding),
+	}
+	for _, np := range specs.NetworkPolicies(coop, r.Options) {
+		applies = append(applies, applyOne(ctx, r.Client, &networkingv1.NetworkPolicy{}, np, networkingv1ac.ExtractNetworkPolicy))
+	}
+	for _, apply := range applies {
+		if what, err := apply(); err != nil {
+			setCondition(coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceApplyFailedReason,
+				fmt.Sprintf("Applying %s failed; retrying", what))
+			return ctrl.Result{}, fmt.Errorf("while applying %s: %w", what, err)
+		}
+	}
+	setCondition(coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionTrue, v1alpha1.NamespaceAppliedReason,
+		"Namespace, quota, limits, network policies and admin access are applied")
+	return ctrl.Result{}, nil
+}
+
+// applyOne defers one server-side apply, so that the phase can list its
+// children first and apply them in order.
+func applyOne[O client.Object, A ssa.ApplyConfiguration](ctx context.Context, c client.Client, live O, desired A, extract ssa.Extractor[O, A]) func() (string, error) {
+	return func() (string, error) {
+		_, err := ssa.Apply(ctx, c, live, desired, extract)
+		return ssa.Describe(desired), err
+	}
+}
+
+// checkNamespaceOwner refuses to take over a namespace that is not the
+// coop's, and waits while an earlier coop's namespace of the same name is
+// still being deleted.
+func (r *CooperativeReconciler) checkNamespaceOwner(ctx context.Context, s *scope) (ctrl.Result, error) {
+	ns := &corev1.Namespace{}
+	key := client.ObjectKey{Name: s.coop.NamespaceName()}
+	err := r.Get(ctx, key, ns)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only the operator's namespaces; ask the API server
+		// before creating one.
+		err = r.APIReader.Get(ctx, key, ns)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return ctrl.Result{}, nil
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("while getting Namespace %s: %w", key.Name, err)
+	}
+	if owner := metav1.GetControllerOf(ns); owner != nil && owner.UID == s.coop.UID {
+		return ctrl.Result{}, nil
+	}
+	if !ns.DeletionTimestamp.IsZero() {
+		setCondition(s.coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceTerminatingReason,
+			fmt.Sprintf("Namespace %s is still being deleted; waiting", key.Name))
+		return ctrl.Result{RequeueAfter: namespaceRetry}, nil
+	}
+	setCondition(s.coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceOwnedElsewhereReason,
+		fmt.Sprintf("Namespace %s exists and does not belong to this cooperative; rename or remove it", key.Name))
+	return ctrl.Result{}, errNamespaceOwnedElsewhere
+}
+
+// setCondition sets one condition for the coop's current generation.
+func setCondition(coop *v1alpha1.Cooperative, conditionType string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&coop.Status.Conditions, metav1.Condition{
+		Type:               conditionType,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: coop.Generation,
+	})
+}

@@ -1,0 +1,87 @@
+package specs
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+)
+
+// Names of the NetworkPolicies of every coop namespace.
+const (
+	DenyAllPolicy         = "deny-all"
+	AllowSameNamespace    = "allow-same-namespace"
+	AllowDNSPolicy        = "allow-dns"
+	AllowFromIngress      = "allow-from-ingress"
+	AllowToDatabasePolicy = "allow-to-databases"
+)
+
+// DatabaseServerLabel marks pods of in-cluster shared database servers that
+// every coop may reach.
+const DatabaseServerLabel = "cooperator.dev/database-server"
+
+const namespaceNameLabel = "kubernetes.io/metadata.name"
+
+// NetworkPolicies isolate the coop: everything is denied, then the coop's own
+// pods may talk to each other, resolve names, be reached from the ingress
+// controller and reach the database servers. Nothing opens a path to
+// another coop.
+func NetworkPolicies(coop *v1alpha1.Cooperative, opts Options) []*networkingv1ac.NetworkPolicyApplyConfiguration {
+	both := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
+	all := metav1ac.LabelSelector()
+	sameNamespace := networkingv1ac.NetworkPolicyPeer().WithPodSelector(metav1ac.LabelSelector())
+	inNamespace := func(ns string) *metav1ac.LabelSelectorApplyConfiguration {
+		return metav1ac.LabelSelector().WithMatchLabels(map[string]string{namespaceNameLabel: ns})
+	}
+
+	dbPeers := []*networkingv1ac.NetworkPolicyPeerApplyConfiguration{
+		networkingv1ac.NetworkPolicyPeer().
+			WithNamespaceSelector(metav1ac.LabelSelector()).
+			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{DatabaseServerLabel: "true"})),
+	}
+	for _, cidr := range opts.DatabaseCIDRs {
+		dbPeers = append(dbPeers, networkingv1ac.NetworkPolicyPeer().WithIPBlock(networkingv1ac.IPBlock().WithCIDR(cidr)))
+	}
+
+	return []*networkingv1ac.NetworkPolicyApplyConfiguration{
+		networkPolicy(coop, DenyAllPolicy, networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(all).
+			WithPolicyTypes(both...)),
+		networkPolicy(coop, AllowSameNamespace, networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(all).
+			WithPolicyTypes(both...).
+			WithIngress(networkingv1ac.NetworkPolicyIngressRule().WithFrom(sameNamespace)).
+			WithEgress(networkingv1ac.NetworkPolicyEgressRule().WithTo(sameNamespace))),
+		networkPolicy(coop, AllowDNSPolicy, networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(all).
+			WithPolicyTypes(networkingv1.PolicyTypeEgress).
+			WithEgress(networkingv1ac.NetworkPolicyEgressRule().
+				WithTo(networkingv1ac.NetworkPolicyPeer().WithNamespaceSelector(inNamespace(opts.DNSNamespace))).
+				WithPorts(port(corev1.ProtocolUDP, 53), port(corev1.ProtocolTCP, 53)))),
+		networkPolicy(coop, AllowFromIngress, networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(all).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress).
+			WithIngress(networkingv1ac.NetworkPolicyIngressRule().
+				WithFrom(networkingv1ac.NetworkPolicyPeer().WithNamespaceSelector(inNamespace(opts.IngressNamespace))))),
+		networkPolicy(coop, AllowToDatabasePolicy, networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(all).
+			WithPolicyTypes(networkingv1.PolicyTypeEgress).
+			WithEgress(networkingv1ac.NetworkPolicyEgressRule().
+				WithTo(dbPeers...).
+				WithPorts(port(corev1.ProtocolTCP, 5432)))),
+	}
+}
+
+func networkPolicy(coop *v1alpha1.Cooperative, name string, spec *networkingv1ac.NetworkPolicySpecApplyConfiguration) *networkingv1ac.NetworkPolicyApplyConfiguration {
+	return networkingv1ac.NetworkPolicy(name, coop.NamespaceName()).
+		WithLabels(Labels(coop)).
+		WithOwnerReferences(OwnerReference(coop)).
+		WithSpec(spec)
+}
+
+func port(proto corev1.Protocol, n int) *networkingv1ac.NetworkPolicyPortApplyConfiguration {
+	return networkingv1ac.NetworkPolicyPort().WithProtocol(proto).WithPort(intstr.FromInt(n))
+}

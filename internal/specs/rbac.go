@@ -1,0 +1,70 @@
+package specs
+
+import (
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+)
+
+// AdminRoleName names the Role, and its RoleBinding, of a coop's admins.
+const AdminRoleName = "cooperative-admin"
+
+var (
+	readVerbs    = []string{"get", "list", "watch"}
+	operateVerbs = []string{"get", "list", "watch", "update", "patch"}
+	runVerbs     = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
+)
+
+// AdminRules let a coop's admins run and inspect their apps and read their
+// own Secrets and logs. They can read, but never change, what isolates the
+// coop: quota, limits, network policies, Ingress, Endpoints and
+// EndpointSlices. The operator holds every one of these rules itself, as
+// RBAC requires of whoever grants them (see the markers in controllers/).
+func AdminRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
+	rule := func(group string, verbs []string, resources ...string) *rbacv1ac.PolicyRuleApplyConfiguration {
+		return rbacv1ac.PolicyRule().WithAPIGroups(group).WithResources(resources...).WithVerbs(verbs...)
+	}
+	return []*rbacv1ac.PolicyRuleApplyConfiguration{
+		rule("", readVerbs, "pods", "pods/log", "services", "configmaps", "secrets", "persistentvolumeclaims",
+			"serviceaccounts", "events", "resourcequotas", "limitranges", "endpoints"),
+		rule("", []string{"delete"}, "pods"),
+		rule("", []string{"create"}, "pods/exec", "pods/portforward"),
+		rule("apps", operateVerbs, "deployments", "statefulsets", "deployments/scale", "statefulsets/scale"),
+		rule("apps", readVerbs, "replicasets"),
+		rule("batch", runVerbs, "jobs"),
+		rule("batch", readVerbs, "cronjobs"),
+		rule("networking.k8s.io", readVerbs, "networkpolicies", "ingresses"),
+		rule("discovery.k8s.io", readVerbs, "endpointslices"),
+		rule("events.k8s.io", readVerbs, "events"),
+	}
+}
+
+// AdminRole is the Role of the coop's admins in its namespace.
+func AdminRole(coop *v1alpha1.Cooperative) *rbacv1ac.RoleApplyConfiguration {
+	return rbacv1ac.Role(AdminRoleName, coop.NamespaceName()).
+		WithLabels(Labels(coop)).
+		WithOwnerReferences(OwnerReference(coop)).
+		WithRules(AdminRules()...)
+}
+
+// AdminRoleBinding binds spec.admins to the admin Role.
+func AdminRoleBinding(coop *v1alpha1.Cooperative) *rbacv1ac.RoleBindingApplyConfiguration {
+	rb := rbacv1ac.RoleBinding(AdminRoleName, coop.NamespaceName()).
+		WithLabels(Labels(coop)).
+		WithOwnerReferences(OwnerReference(coop)).
+		WithRoleRef(rbacv1ac.RoleRef().
+			WithAPIGroup("rbac.authorization.k8s.io").
+			WithKind("Role").
+			WithName(AdminRoleName))
+	for _, a := range coop.Spec.Admins {
+		kind := string(a.Kind)
+		if kind == "" {
+			kind = string(v1alpha1.SubjectKindUser)
+		}
+		rb.WithSubjects(rbacv1ac.Subject().
+			WithAPIGroup("rbac.authorization.k8s.io").
+			WithKind(kind).
+			WithName(a.Name))
+	}
+	return rb
+}
