@@ -44,7 +44,7 @@ import (
 const namespaceRetry = 5 * time.Second
 
 // errNamespaceOwnedElsewhere stops a coop whose namespace name is taken.
-var errNamespaceOwnedElsewhere = reconcile.TerminalError(errors.New("namespace owned elsewhere"))
+var errNamespaceOwnedElsewhere = errors.New("namespace owned elsewhere")
 
 // reconcileNamespace applies the coop's namespace and what isolates and
 // governs it: quota, limits, network policies, and its admins' access.
@@ -115,7 +115,7 @@ func (r *CooperativeReconciler) checkNamespaceOwner(ctx context.Context, s *scop
 	}
 	setCondition(s.coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceOwnedElsewhereReason,
 		fmt.Sprintf("Namespace %s exists and does not belong to this cooperative; rename or remove it", key.Name))
-	return ctrl.Result{}, errNamespaceOwnedElsewhere
+	return ctrl.Result{}, reconcile.TerminalError(errNamespaceOwnedElsewhere)
 }
 
 // setCondition sets one condition for the coop's current generation.

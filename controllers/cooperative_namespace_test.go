@@ -1,0 +1,251 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/specs"
+)
+
+func TestCoopGetsIsolatedNamespace(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	create(t, newPlan("ns-plan"), newCoop("ns-coop", "ns-plan"))
+	coop := waitReady(t, "ns-coop", metav1.ConditionTrue)
+
+	if coop.Status.Namespace != "coop-ns-coop" {
+		t.Errorf("status.namespace = %q, want coop-ns-coop", coop.Status.Namespace)
+	}
+	if c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.NamespaceReadyCondition); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("NamespaceReady = %+v, want True", c)
+	}
+
+	ns := &corev1.Namespace{}
+	mustGet(t, "", "coop-ns-coop", ns)
+	if got := ns.Labels["pod-security.kubernetes.io/enforce"]; got != "restricted" {
+		t.Errorf("namespace PSA enforce label = %q, want restricted", got)
+	}
+	if got := ns.Labels[v1alpha1.CooperativeLabel]; got != "ns-coop" {
+		t.Errorf("namespace coop label = %q", got)
+	}
+
+	quota := &corev1.ResourceQuota{}
+	mustGet(t, "coop-ns-coop", specs.ResourceQuotaName, quota)
+	for name, want := range map[corev1.ResourceName]string{
+		corev1.ResourceRequestsCPU: "2", corev1.ResourceLimitsMemory: "4Gi",
+		corev1.ResourceRequestsStorage: "10Gi", corev1.ResourcePods: "20", corev1.ResourceServicesLoadBalancers: "0",
+	} {
+		got := quota.Spec.Hard[name]
+		if got.Cmp(resource.MustParse(want)) != 0 {
+			t.Errorf("quota %s = %s, want %s", name, got.String(), want)
+		}
+	}
+
+	var policies networkingv1.NetworkPolicyList
+	if err := adminClient.List(ctx, &policies, client.InNamespace("coop-ns-coop")); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, p := range policies.Items {
+		names[p.Name] = true
+		assertControlledBy(t, &p, coop)
+	}
+	for _, want := range []string{specs.DenyAllPolicy, specs.AllowSameNamespace, specs.AllowDNSPolicy, specs.AllowFromIngress, specs.AllowToDatabasePolicy} {
+		if !names[want] {
+			t.Errorf("NetworkPolicy %s is missing; have %v", want, names)
+		}
+	}
+
+	binding := &rbacv1.RoleBinding{}
+	mustGet(t, "coop-ns-coop", specs.AdminRoleName, binding)
+	if len(binding.Subjects) != 1 || binding.Subjects[0].Name != "ns-coop-admin" {
+		t.Errorf("RoleBinding subjects = %+v, want ns-coop-admin", binding.Subjects)
+	}
+	for _, o := range []client.Object{ns, quota, binding} {
+		assertControlledBy(t, o, coop)
+	}
+
+	// Pod Security Admission restricted is enforced, not only labelled.
+	privileged := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "root", Namespace: "coop-ns-coop"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Image: "busybox",
+			SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
+		}}},
+	}
+	err := adminClient.Create(ctx, privileged)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "restricted") {
+		t.Errorf("creating a privileged pod: got %v, want Forbidden by PodSecurity restricted", err)
+	}
+}
+
+func TestPlanChangeReachesEveryCoopOnIt(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	plan := newPlan("change-plan")
+	create(t, plan, newCoop("change-a", "change-plan"), newCoop("change-b", "change-plan"))
+	waitReady(t, "change-a", metav1.ConditionTrue)
+	waitReady(t, "change-b", metav1.ConditionTrue)
+
+	mustGet(t, "", "change-plan", plan)
+	plan.Spec.Quota.CPU = resource.MustParse("3")
+	if err := adminClient.Update(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"coop-change-a", "coop-change-b"} {
+		waitFor(t, 30*time.Second, "quota of "+ns+" to follow the plan", func(ctx context.Context) (bool, error) {
+			quota := &corev1.ResourceQuota{}
+			if err := adminClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: specs.ResourceQuotaName}, quota); err != nil {
+				return false, err
+			}
+			got := quota.Spec.Hard[corev1.ResourceLimitsCPU]
+			return got.Cmp(resource.MustParse("3")) == 0, nil
+		})
+	}
+}
+
+func TestUnknownPlanCreatesNothingUntilItExists(t *testing.T) {
+	startOperator(t)
+	create(t, newCoop("orphan", "not-yet"))
+	coop := waitReason(t, "orphan", v1alpha1.PlanNotFoundReason)
+
+	ready := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.ReadyCondition)
+	if ready.Status != metav1.ConditionFalse || !strings.Contains(ready.Message, `"not-yet"`) {
+		t.Errorf("Ready = %s %q, want False naming the plan", ready.Status, ready.Message)
+	}
+	if !meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.StalledCondition) {
+		t.Errorf("Stalled is not True: %+v", coop.Status.Conditions)
+	}
+	err := adminClient.Get(context.Background(), client.ObjectKey{Name: "coop-orphan"}, &corev1.Namespace{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("namespace of a coop without plan: got %v, want NotFound", err)
+	}
+
+	create(t, newPlan("not-yet"))
+	coop = waitReady(t, "orphan", metav1.ConditionTrue)
+	if meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.StalledCondition) != nil {
+		t.Errorf("Stalled is still set once the plan exists")
+	}
+}
+
+func TestChangesByHandArePutBack(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	create(t, newPlan("drift-plan"), newCoop("drift", "drift-plan"))
+	waitReady(t, "drift", metav1.ConditionTrue)
+
+	quota := &corev1.ResourceQuota{}
+	mustGet(t, "coop-drift", specs.ResourceQuotaName, quota)
+	quota.Spec.Hard[corev1.ResourceRequestsCPU] = resource.MustParse("64")
+	if err := adminClient.Update(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	deny := &networkingv1.NetworkPolicy{}
+	mustGet(t, "coop-drift", specs.DenyAllPolicy, deny)
+	if err := adminClient.Delete(ctx, deny); err != nil {
+		t.Fatal(err)
+	}
+
+	waitFor(t, 30*time.Second, "the quota and the deny-all policy to be put back", func(ctx context.Context) (bool, error) {
+		q := &corev1.ResourceQuota{}
+		if err := adminClient.Get(ctx, client.ObjectKey{Namespace: "coop-drift", Name: specs.ResourceQuotaName}, q); err != nil {
+			return false, err
+		}
+		cpu := q.Spec.Hard[corev1.ResourceRequestsCPU]
+		err := adminClient.Get(ctx, client.ObjectKey{Namespace: "coop-drift", Name: specs.DenyAllPolicy}, &networkingv1.NetworkPolicy{})
+		return cpu.Cmp(resource.MustParse("2")) == 0 && err == nil, client.IgnoreNotFound(err)
+	})
+}
+
+func TestNamespaceOfAnotherOwnerIsNotTakenOver(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	squatted := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "coop-squat"}}
+	create(t, squatted, newPlan("squat-plan"), newCoop("squat", "squat-plan"))
+	coop := waitReason(t, "squat", v1alpha1.NamespaceOwnedElsewhereReason)
+	if !meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.StalledCondition) {
+		t.Errorf("Stalled is not True: %+v", coop.Status.Conditions)
+	}
+	mustGet(t, "", "coop-squat", squatted)
+	if len(squatted.OwnerReferences) != 0 || squatted.Labels[v1alpha1.CooperativeLabel] != "" {
+		t.Errorf("the foreign namespace was changed: %+v", squatted.ObjectMeta)
+	}
+	var quotas corev1.ResourceQuotaList
+	if err := adminClient.List(ctx, &quotas, client.InNamespace("coop-squat")); err != nil || len(quotas.Items) != 0 {
+		t.Errorf("quotas in the foreign namespace: %d (err %v), want none", len(quotas.Items), err)
+	}
+}
+
+func TestAdminsRunTheirCoopButNotItsIsolation(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	create(t, newPlan("rbac-plan"), newCoop("rbac-a", "rbac-plan"), newCoop("rbac-b", "rbac-plan"))
+	waitReady(t, "rbac-a", metav1.ConditionTrue)
+	waitReady(t, "rbac-b", metav1.ConditionTrue)
+	for _, ns := range []string{"coop-rbac-a", "coop-rbac-b"} {
+		create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, StringData: map[string]string{"k": "v"}})
+	}
+
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "rbac-a-admin"}
+	as, err := client.New(cfg, client.Options{Scheme: Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := as.List(ctx, &corev1.PodList{}, client.InNamespace("coop-rbac-a")); err != nil {
+		t.Errorf("admin listing pods of their coop: %v", err)
+	}
+	if err := as.Get(ctx, client.ObjectKey{Namespace: "coop-rbac-a", Name: "app"}, &corev1.Secret{}); err != nil {
+		t.Errorf("admin reading a Secret of their coop: %v", err)
+	}
+
+	forbidden := map[string]error{}
+	forbidden["reading a Secret of another coop"] = as.Get(ctx, client.ObjectKey{Namespace: "coop-rbac-b", Name: "app"}, &corev1.Secret{})
+	quota := &corev1.ResourceQuota{}
+	mustGet(t, "coop-rbac-a", specs.ResourceQuotaName, quota)
+	quota.Spec.Hard[corev1.ResourceRequestsCPU] = resource.MustParse("100")
+	forbidden["raising their quota"] = as.Update(ctx, quota)
+	forbidden["deleting a network policy"] = as.Delete(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "coop-rbac-a", Name: specs.DenyAllPolicy}})
+	forbidden["deleting the limit range"] = as.Delete(ctx, &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "coop-rbac-a", Name: specs.LimitRangeName}})
+	forbidden["creating an Ingress"] = as.Create(ctx, &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "coop-rbac-a", Name: "mine"},
+		Spec:       networkingv1.IngressSpec{DefaultBackend: &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "x", Port: networkingv1.ServiceBackendPort{Number: 80}}}},
+	})
+	forbidden["creating Endpoints"] = as.Create(ctx, &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: "coop-rbac-a", Name: "mine"}})
+	forbidden["changing their RoleBinding"] = as.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "coop-rbac-a", Name: specs.AdminRoleName}})
+	for what, err := range forbidden {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("admin %s: got %v, want Forbidden", what, err)
+		}
+	}
+}
+
+func mustGet(t *testing.T, namespace, name string, obj client.Object) {
+	t.Helper()
+	if err := adminClient.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		t.Fatalf("getting %T %s/%s: %v", obj, namespace, name, err)
+	}
+}
+
+func assertControlledBy(t *testing.T, obj client.Object, coop *v1alpha1.Cooperative) {
+	t.Helper()
+	owner := metav1.GetControllerOf(obj)
+	if owner == nil || owner.UID != coop.UID || owner.Kind != "Cooperative" {
+		t.Errorf("%T %s: controller owner = %+v, want Cooperative %s", obj, obj.GetName(), owner, coop.Name)
+	}
+}

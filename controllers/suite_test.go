@@ -1,0 +1,277 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/specs"
+	"cooperator.dev/cooperator/internal/testenv"
+)
+
+// The operator's identity in tests: a user bound to the ClusterRole that
+// controller-gen writes from the RBAC markers, so a missing marker fails a test.
+const operatorUser = "cooperator-manager"
+
+var (
+	env *testenv.Env
+	// adminClient acts as the cluster's admin (a test's "kubectl").
+	adminClient client.Client
+	// operatorConfig authenticates as the operator's own identity.
+	operatorConfig *rest.Config
+	testOptions    = specs.Options{IngressNamespace: "ingress-nginx", DNSNamespace: "kube-system"}
+)
+
+func TestMain(m *testing.M) {
+	// Operator logs stay quiet unless asked for: COOPERATOR_TEST_LOGS=1.
+	logs := io.Discard
+	if os.Getenv("COOPERATOR_TEST_LOGS") != "" {
+		logs = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logs)))
+	ctx := context.Background()
+	var err error
+	env, err = testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the local control plane:", err)
+		os.Exit(1)
+	}
+	code := 1
+	if err := setupCluster(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "setting up the local control plane:", err)
+	} else {
+		code = m.Run()
+	}
+	if code != 0 {
+		for name, path := range env.Logs() {
+			fmt.Fprintf(os.Stderr, "log of %s: %s\n", name, path)
+		}
+		if os.Getenv("CI") != "" {
+			// CI removes the machine: keep nothing, but say where logs were.
+			env.Stop()
+		}
+		os.Exit(code)
+	}
+	env.Stop()
+	os.Exit(code)
+}
+
+// setupCluster installs the CRDs and the operator's RBAC, as the chart does.
+func setupCluster(ctx context.Context) error {
+	var err error
+	adminClient, err = client.New(env.Config, client.Options{Scheme: Scheme})
+	if err != nil {
+		return err
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	crds, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
+	if err != nil {
+		return err
+	}
+	if err := apiextensionsv1.AddToScheme(Scheme); err != nil {
+		return err
+	}
+	for _, path := range crds {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := readYAML(path, crd); err != nil {
+			return err
+		}
+		if err := adminClient.Create(ctx, crd); err != nil {
+			return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
+		}
+		if err := waitEstablished(ctx, crd.Name); err != nil {
+			return err
+		}
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := readYAML(filepath.Join(root, "config", "rbac", "role.yaml"), role); err != nil {
+		return err
+	}
+	if err := adminClient.Create(ctx, role); err != nil {
+		return err
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: operatorUser}},
+	}
+	if err := adminClient.Create(ctx, binding); err != nil {
+		return err
+	}
+	operatorConfig = rest.CopyConfig(env.Config)
+	operatorConfig.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
+	return nil
+}
+
+func readYAML(path string, into any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	// controller-gen writes a leading document separator.
+	data = []byte(strings.TrimPrefix(strings.TrimSpace(string(data)), "---"))
+	return yaml.UnmarshalStrict(data, into)
+}
+
+func waitEstablished(ctx context.Context, name string) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := adminClient.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+			return false, nil
+		}
+		for _, c := range crd.Status.Conditions {
+			if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// newManager builds a manager as cmd/cooperator does, as the operator's
+// identity; wrap, when set, sees every request it sends.
+func newManager(t *testing.T, wrap func(http.RoundTripper) http.RoundTripper) ctrl.Manager {
+	t.Helper()
+	cfg := rest.CopyConfig(operatorConfig)
+	if wrap != nil {
+		cfg.Wrap(wrap)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  Scheme,
+		Cache:   CacheOptions(),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		// Tests start several managers in one process, one after another.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatalf("creating manager: %v", err)
+	}
+	return mgr
+}
+
+// startOperator runs the operator's controllers in this process until the
+// test ends.
+func startOperator(t *testing.T) {
+	t.Helper()
+	mgr := newManager(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := Setup(ctx, mgr, Config{Specs: testOptions}); err != nil {
+		t.Fatalf("setting up controllers: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("manager stopped: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
+
+// newPlan makes a plan for one test.
+func newPlan(name string) *v1alpha1.Plan {
+	return &v1alpha1.Plan{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.PlanSpec{
+			Quota: v1alpha1.PlanQuota{
+				CPU: mustQuantity("2"), Memory: mustQuantity("4Gi"), Storage: mustQuantity("10Gi"), Pods: 20,
+			},
+		},
+	}
+}
+
+func newCoop(name, plan string) *v1alpha1.Cooperative {
+	return &v1alpha1.Cooperative{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.CooperativeSpec{
+			DisplayName: "Coop " + name,
+			Plan:        plan,
+			Admins:      []v1alpha1.Subject{{Kind: v1alpha1.SubjectKindUser, Name: name + "-admin"}},
+		},
+	}
+}
+
+func create(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := adminClient.Create(context.Background(), o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}
+
+// waitFor polls until cond holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, cond)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// waitReason waits until the coop's Ready condition has the reason wanted,
+// for its current generation, and returns the coop.
+func waitReason(t *testing.T, name, reason string) *v1alpha1.Cooperative {
+	t.Helper()
+	coop := &v1alpha1.Cooperative{}
+	defer func() {
+		if t.Failed() {
+			t.Logf("last seen status of %s: %+v", name, coop.Status)
+		}
+	}()
+	waitFor(t, 60*time.Second, fmt.Sprintf("coop %s Ready reason %s", name, reason), func(ctx context.Context) (bool, error) {
+		if err := adminClient.Get(ctx, client.ObjectKey{Name: name}, coop); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.ReadyCondition)
+		return c != nil && c.Reason == reason && coop.Status.ObservedGeneration == coop.Generation, nil
+	})
+	return coop
+}
+
+// waitReady waits until the coop's Ready condition has the status wanted,
+// for its current generation, and returns the coop.
+func waitReady(t *testing.T, name string, status metav1.ConditionStatus) *v1alpha1.Cooperative {
+	t.Helper()
+	coop := &v1alpha1.Cooperative{}
+	waitFor(t, 60*time.Second, fmt.Sprintf("coop %s Ready=%s", name, status), func(ctx context.Context) (bool, error) {
+		if err := adminClient.Get(ctx, client.ObjectKey{Name: name}, coop); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.ReadyCondition)
+		return c != nil && c.Status == status && coop.Status.ObservedGeneration == coop.Generation, nil
+	})
+	return coop
+}
