@@ -176,8 +176,8 @@ func newManager(t *testing.T, wrap func(http.RoundTripper) http.RoundTripper) ct
 }
 
 // startOperator runs the operator's controllers in this process until the
-// test ends.
-func startOperator(t *testing.T) {
+// test ends or the returned function is called.
+func startOperator(t *testing.T) (stop func()) {
 	t.Helper()
 	mgr := newManager(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -192,10 +192,12 @@ func startOperator(t *testing.T) {
 			t.Errorf("manager stopped: %v", err)
 		}
 	}()
-	t.Cleanup(func() {
+	stop = func() {
 		cancel()
 		wg.Wait()
-	})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
@@ -261,9 +263,10 @@ func waitReason(t *testing.T, name, reason string) *v1alpha1.Cooperative {
 	return coop
 }
 
-// waitReady waits until the coop's Ready condition has the status wanted,
-// for its current generation, and returns the coop.
-func waitReady(t *testing.T, name string, status metav1.ConditionStatus) *v1alpha1.Cooperative {
+// waitReady waits until the coop is Ready for its current generation, and
+// returns the coop.
+func waitReady(t *testing.T, name string) *v1alpha1.Cooperative {
+	const status = metav1.ConditionTrue
 	t.Helper()
 	coop := &v1alpha1.Cooperative{}
 	waitFor(t, 60*time.Second, fmt.Sprintf("coop %s Ready=%s", name, status), func(ctx context.Context) (bool, error) {

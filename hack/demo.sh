@@ -16,7 +16,8 @@ teardown() {
   [ -n "$operator_pid" ] && kill "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
   hack/cluster.sh down || true
 }
-trap teardown INT TERM EXIT
+trap teardown EXIT
+trap "exit 0" INT TERM
 
 echo ">> Starting the local control plane"
 hack/cluster.sh up

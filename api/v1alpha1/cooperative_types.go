@@ -135,5 +135,5 @@ type CooperativeList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Cooperative{}, &CooperativeList{})
+	knownTypes = append(knownTypes, &Cooperative{}, &CooperativeList{})
 }

@@ -177,5 +177,5 @@ type PlanList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Plan{}, &PlanList{})
+	knownTypes = append(knownTypes, &Plan{}, &PlanList{})
 }

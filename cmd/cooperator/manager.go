@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +21,7 @@ func runManager(args []string) error {
 		metricsAddr   = fs.String("metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
 		probeAddr     = fs.String("health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
 		leaderElect   = fs.Bool("leader-elect", false, "Elect a leader, so that only one replica reconciles.")
+		leaderNS      = fs.String("leader-election-namespace", "", "Namespace of the leader election Lease; default: the operator's own namespace.")
 		ingressNS     = fs.String("ingress-namespace", "ingress-nginx", "Namespace of the ingress controller, whose pods may reach coop pods.")
 		dnsNS         = fs.String("dns-namespace", "kube-system", "Namespace of the cluster DNS, which coop pods may reach.")
 		databaseCIDRs = fs.String("database-cidrs", "", "Comma-separated networks of the shared database servers, which coop pods may reach on port 5432.")
@@ -32,17 +34,23 @@ func runManager(args []string) error {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
+	cidrs, err := parseCIDRs(*databaseCIDRs)
+	if err != nil {
+		return fmt.Errorf("--database-cidrs: %w", err)
+	}
+
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("while loading the kubeconfig: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 controllers.Scheme,
-		Cache:                  controllers.CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
-		HealthProbeBindAddress: *probeAddr,
-		LeaderElection:         *leaderElect,
-		LeaderElectionID:       "cooperator.dev",
+		Scheme:                  controllers.Scheme,
+		Cache:                   controllers.CacheOptions(),
+		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress:  *probeAddr,
+		LeaderElection:          *leaderElect,
+		LeaderElectionID:        "cooperator.dev",
+		LeaderElectionNamespace: *leaderNS,
 	})
 	if err != nil {
 		return fmt.Errorf("while creating the manager: %w", err)
@@ -52,7 +60,7 @@ func runManager(args []string) error {
 		Specs: specs.Options{
 			IngressNamespace: *ingressNS,
 			DNSNamespace:     *dnsNS,
-			DatabaseCIDRs:    splitList(*databaseCIDRs),
+			DatabaseCIDRs:    cidrs,
 		},
 		MaxConcurrentReconciles: *concurrency,
 	}); err != nil {
@@ -68,12 +76,17 @@ func runManager(args []string) error {
 	return mgr.Start(ctx)
 }
 
-func splitList(s string) []string {
+// parseCIDRs reads a comma-separated list of networks.
+func parseCIDRs(s string) ([]string, error) {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
+		if p = strings.TrimSpace(p); p == "" {
+			continue
 		}
+		if _, _, err := net.ParseCIDR(p); err != nil {
+			return nil, fmt.Errorf("%q is not a network in CIDR notation", p)
+		}
+		out = append(out, p)
 	}
-	return out
+	return out, nil
 }

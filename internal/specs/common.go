@@ -1,9 +1,8 @@
 package specs
 
 import (
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/utils/ptr"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
 )
@@ -39,8 +38,6 @@ type Options struct {
 	// coops may reach on the PostgreSQL port.
 	DatabaseCIDRs []string
 }
-
-func boolPtr(b bool) *bool { return ptr.To(b) }
 
 func resourceCount(n int32) *resource.Quantity {
 	return resource.NewQuantity(int64(n), resource.DecimalSI)

@@ -40,14 +40,14 @@ func ResourceQuota(coop *v1alpha1.Cooperative, plan *v1alpha1.Plan) *corev1ac.Re
 		WithLabels(Labels(coop)).
 		WithOwnerReferences(OwnerReference(coop)).
 		WithSpec(corev1ac.ResourceQuotaSpec().WithHard(corev1.ResourceList{
-			corev1.ResourceRequestsCPU:             q.CPU,
-			corev1.ResourceLimitsCPU:               q.CPU,
-			corev1.ResourceRequestsMemory:          q.Memory,
-			corev1.ResourceLimitsMemory:            q.Memory,
-			corev1.ResourceRequestsStorage:         q.Storage,
-			corev1.ResourcePods:                    *resourceCount(q.Pods),
-			corev1.ResourceServicesLoadBalancers:   *resourceCount(0),
-			corev1.ResourceServicesNodePorts:       *resourceCount(0),
+			corev1.ResourceRequestsCPU:           q.CPU,
+			corev1.ResourceLimitsCPU:             q.CPU,
+			corev1.ResourceRequestsMemory:        q.Memory,
+			corev1.ResourceLimitsMemory:          q.Memory,
+			corev1.ResourceRequestsStorage:       q.Storage,
+			corev1.ResourcePods:                  *resourceCount(q.Pods),
+			corev1.ResourceServicesLoadBalancers: *resourceCount(0),
+			corev1.ResourceServicesNodePorts:     *resourceCount(0),
 		}))
 }
 

@@ -19,7 +19,7 @@ import (
 // serving certificate, and the service-account signing key.
 type pki struct {
 	CACert, ServingCert, ServingKey, SAKey, SAPub string
-	CAPEM                                        []byte
+	CAPEM                                         []byte
 }
 
 func writePKI(dir string) (*pki, error) {

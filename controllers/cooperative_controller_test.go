@@ -1,0 +1,151 @@
+package controllers
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+)
+
+// requestCounter counts the requests a client sends, by HTTP method.
+type requestCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+	writes []string
+}
+
+func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		c.mu.Lock()
+		if c.counts == nil {
+			c.counts = map[string]int{}
+		}
+		c.counts[req.Method]++
+		if req.Method != http.MethodGet {
+			c.writes = append(c.writes, req.Method+" "+req.URL.Path)
+		}
+		c.mu.Unlock()
+		return rt.RoundTrip(req)
+	})
+}
+
+func (c *requestCounter) writeRequests() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.writes...)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestReconcilingUnchangedCoopWritesNothing(t *testing.T) {
+	stop := startOperator(t)
+	create(t, newPlan("steady-plan"), newCoop("steady", "steady-plan"))
+	waitReady(t, "steady")
+	stop()
+
+	// A second operator, as after a restart: a fresh cache, every request counted.
+	counter := &requestCounter{}
+	mgr := newManager(t, counter.wrap)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		t.Fatal("cache did not sync")
+	}
+	r := &CooperativeReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("cooperator-test"),
+		Options:   testOptions,
+	}
+	for i := range 3 {
+		res, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: "steady"}})
+		if err != nil || !res.IsZero() {
+			t.Fatalf("reconcile %d: result %+v, error %v", i, res, err)
+		}
+	}
+	if writes := counter.writeRequests(); len(writes) != 0 {
+		t.Errorf("reconciling an unchanged coop sent %d write requests: %v", len(writes), writes)
+	}
+
+	// The counter sees writes: a changed plan must cost exactly the quota
+	// and limit range that changed.
+	plan := &v1alpha1.Plan{}
+	mustGet(t, "", "steady-plan", plan)
+	plan.Spec.Quota.Memory = resource.MustParse("5Gi")
+	if err := adminClient.Update(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the new plan in the cache", func(ctx context.Context) (bool, error) {
+		p := &v1alpha1.Plan{}
+		err := mgr.GetClient().Get(ctx, client.ObjectKey{Name: "steady-plan"}, p)
+		return err == nil && p.Generation == plan.Generation, err
+	})
+	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: "steady"}}); err != nil {
+		t.Fatal(err)
+	}
+	writes := counter.writeRequests()
+	if len(writes) != 1 || !strings.Contains(writes[0], "/resourcequotas/") {
+		t.Errorf("after a quota change the writes were %v, want one apply of the ResourceQuota", writes)
+	}
+}
+
+func TestBadInputIsRefusedWithTheFieldAndReason(t *testing.T) {
+	ctx := context.Background()
+	coop := func(name string, edit func(*v1alpha1.Cooperative)) *v1alpha1.Cooperative {
+		c := newCoop(name, "any")
+		edit(c)
+		return c
+	}
+	plan := func(edit func(*v1alpha1.Plan)) *v1alpha1.Plan {
+		p := newPlan("bad-plan")
+		edit(p)
+		return p
+	}
+	cases := []struct {
+		name string
+		obj  client.Object
+		want []string
+	}{
+		{"name with a dot", coop("bad.name", func(*v1alpha1.Cooperative) {}), []string{"metadata.name", "no dots"}},
+		{"name too long", coop(strings.Repeat("a", 59), func(*v1alpha1.Cooperative) {}), []string{"metadata.name", "58 characters"}},
+		{"empty displayName", coop("bad-empty", func(c *v1alpha1.Cooperative) { c.Spec.DisplayName = "" }), []string{"spec.displayName"}},
+		{"blank displayName", coop("bad-blank", func(c *v1alpha1.Cooperative) { c.Spec.DisplayName = "   " }), []string{"spec.displayName", "must not be blank"}},
+		{"unknown deletionPolicy", coop("bad-policy", func(c *v1alpha1.Cooperative) { c.Spec.DeletionPolicy = "Shred" }), []string{"spec.deletionPolicy", "Unsupported value"}},
+		{"unknown admin kind", coop("bad-admin", func(c *v1alpha1.Cooperative) { c.Spec.Admins[0].Kind = "Robot" }), []string{"spec.admins[0].kind"}},
+		{"negative cpu", plan(func(p *v1alpha1.Plan) { p.Spec.Quota.CPU = resource.MustParse("-1") }), []string{"spec.quota.cpu", "must not be negative"}},
+		{"negative pods", plan(func(p *v1alpha1.Plan) { p.Spec.Quota.Pods = -3 }), []string{"spec.quota.pods"}},
+		{"negative default memory", plan(func(p *v1alpha1.Plan) {
+			m := resource.MustParse("-64Mi")
+			p.Spec.ContainerDefaults.Limits.Memory = &m
+		}), []string{"spec.containerDefaults.limits", "memory must not be negative"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := adminClient.Create(ctx, tc.obj)
+			if err == nil {
+				_ = adminClient.Delete(ctx, tc.obj)
+				t.Fatalf("created; want a refusal naming %v", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err.Error(), w)
+				}
+			}
+			if err := adminClient.Get(ctx, client.ObjectKeyFromObject(tc.obj), tc.obj.DeepCopyObject().(client.Object)); err == nil {
+				t.Errorf("a refused object exists")
+			}
+		})
+	}
+}

@@ -1,0 +1,69 @@
+package controllers
+
+import (
+	"errors"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+)
+
+func TestSummarize(t *testing.T) {
+	namespaceReady := func(status metav1.ConditionStatus, reason string) metav1.Condition {
+		return metav1.Condition{Type: v1alpha1.NamespaceReadyCondition, Status: status, Reason: reason, Message: reason + " message"}
+	}
+	cases := []struct {
+		name            string
+		parts           []metav1.Condition
+		err             error
+		wantReady       metav1.ConditionStatus
+		wantReason      string
+		wantStalled     bool
+		wantReconciling bool
+		wantObserved    bool
+	}{
+		{name: "every part ready", parts: []metav1.Condition{namespaceReady(metav1.ConditionTrue, "Applied")},
+			wantReady: metav1.ConditionTrue, wantReason: v1alpha1.ReadyReason, wantObserved: true},
+		{name: "plan missing", err: reconcile.TerminalError(errPlanNotFound),
+			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.PlanNotFoundReason, wantStalled: true, wantObserved: true},
+		{name: "namespace taken", parts: []metav1.Condition{namespaceReady(metav1.ConditionFalse, v1alpha1.NamespaceOwnedElsewhereReason)},
+			err:       reconcile.TerminalError(errNamespaceOwnedElsewhere),
+			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.NamespaceOwnedElsewhereReason, wantStalled: true, wantObserved: true},
+		{name: "apply failed, retried", parts: []metav1.Condition{namespaceReady(metav1.ConditionFalse, v1alpha1.NamespaceApplyFailedReason)},
+			err:       errors.New("connection refused"),
+			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.NamespaceApplyFailedReason, wantReconciling: true},
+		{name: "error before any part", err: errors.New("timeout"),
+			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.ProgressingReason, wantReconciling: true},
+		{name: "waiting on a part", parts: []metav1.Condition{namespaceReady(metav1.ConditionFalse, v1alpha1.NamespaceTerminatingReason)},
+			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.NamespaceTerminatingReason, wantReconciling: true, wantObserved: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			coop := &v1alpha1.Cooperative{ObjectMeta: metav1.ObjectMeta{Name: "c", Generation: 4}, Spec: v1alpha1.CooperativeSpec{Plan: "p"}}
+			coop.Status.ObservedGeneration = 3
+			// Left over from an earlier pass: must not survive a change of state.
+			meta.SetStatusCondition(&coop.Status.Conditions, metav1.Condition{Type: v1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: "Old"})
+			for _, p := range tc.parts {
+				meta.SetStatusCondition(&coop.Status.Conditions, p)
+			}
+			summarize(coop, tc.err)
+
+			ready := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.ReadyCondition)
+			if ready == nil || ready.Status != tc.wantReady || ready.Reason != tc.wantReason {
+				t.Errorf("Ready = %+v, want %s/%s", ready, tc.wantReady, tc.wantReason)
+			}
+			if got := meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.StalledCondition); got != tc.wantStalled {
+				t.Errorf("Stalled = %v, want %v", got, tc.wantStalled)
+			}
+			if got := meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.ReconcilingCondition); got != tc.wantReconciling {
+				t.Errorf("Reconciling = %v, want %v", got, tc.wantReconciling)
+			}
+			if got := coop.Status.ObservedGeneration == 4; got != tc.wantObserved {
+				t.Errorf("observedGeneration = %d, bumped %v, want bumped %v", coop.Status.ObservedGeneration, got, tc.wantObserved)
+			}
+		})
+	}
+}
