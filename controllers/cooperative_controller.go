@@ -4,19 +4,27 @@ package controllers
 import (
 	"context"
 	"errors"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/specs"
 )
 
@@ -28,13 +36,22 @@ type CooperativeReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Options   specs.Options
+	// Servers holds the admin connections to the shared database servers,
+	// opened by the DatabaseServer controller.
+	Servers *postgres.Servers
+	// CNPGInstalled says whether the CloudNativePG Cluster kind is served.
+	CNPGInstalled bool
 	// MaxConcurrentReconciles is how many coops are reconciled at once.
 	MaxConcurrentReconciles int
+
+	placer placer
 }
 
 // scope carries what one reconcile of one coop has observed so far.
 type scope struct {
 	coop *v1alpha1.Cooperative
+	// original is the coop as it was read, for patches.
+	original *v1alpha1.Cooperative
 	// plan is set by resolvePlan.
 	plan *v1alpha1.Plan
 }
@@ -53,23 +70,21 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, coop); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	s := &scope{coop: coop}
-	before := coop.DeepCopy()
+	s := &scope{coop: coop, original: coop.DeepCopy()}
 	defer func() {
-		if err := r.finalizeStatus(ctx, before, s, retErr); err != nil {
+		if err := r.finalizeStatus(ctx, s, retErr); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
 
 	if !coop.DeletionTimestamp.IsZero() {
-		// Every child has the coop as its controller owner: the garbage
-		// collector removes them, and the namespace with all it holds.
-		return ctrl.Result{}, nil
+		return r.reconcileDelete(ctx, s)
 	}
 
 	return runPhases(ctx, s, []phaseFunc{
 		r.resolvePlan,
 		r.reconcileNamespace,
+		r.reconcileDatabase,
 	})
 }
 
@@ -89,7 +104,10 @@ func runPhases(ctx context.Context, s *scope, phases []phaseFunc) (ctrl.Result, 
 	return result, nil
 }
 
-const planIndex = "spec.plan"
+const (
+	planIndex   = "spec.plan"
+	serverIndex = "metadata.annotations.database-server"
+)
 
 // SetupWithManager registers the reconciler. Children are watched so that a
 // change made by hand is put back; Plans are watched so that a plan change
@@ -101,18 +119,70 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.Cooperative{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Cooperative{}, serverIndex, func(o client.Object) []string {
+		return []string{o.GetAnnotations()[DatabaseServerAnnotation]}
+	}); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		// Annotations carry requests such as a password rotation.
+		For(&v1alpha1.Cooperative{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Namespace{}).
 		Owns(&corev1.ResourceQuota{}).
 		Owns(&corev1.LimitRange{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&rbacv1.Role{}).
 		Owns(&rbacv1.RoleBinding{}).
+		Owns(&corev1.Secret{}).
 		Watches(&v1alpha1.Plan{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnPlan)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
-		Named("cooperative").
-		Complete(r)
+		Watches(&v1alpha1.DatabaseServer{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnServer),
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, serverReadyChanged{}))).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+			// A server that is down is tried again with backoff, at most
+			// about once a minute per coop once it has been down a while.
+			RateLimiter: workqueue.NewTypedMaxOfRateLimiter(
+				workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, time.Minute),
+				&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(50), 300)},
+			),
+		}).
+		Named("cooperative")
+	if r.CNPGInstalled {
+		b = b.Owns(specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}))
+	}
+	return b.Complete(r)
+}
+
+// cooperativesOnServer wakes the coops on a server whose readiness changed,
+// and the coops still waiting for a server.
+func (r *CooperativeReconciler) cooperativesOnServer(ctx context.Context, server client.Object) []ctrl.Request {
+	var reqs []ctrl.Request
+	for _, name := range []string{server.GetName(), ""} {
+		var coops v1alpha1.CooperativeList
+		if err := r.List(ctx, &coops, client.MatchingFields{serverIndex: name}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives on server", "server", server.GetName())
+			return nil
+		}
+		for _, c := range coops.Items {
+			reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+		}
+	}
+	return reqs
+}
+
+// serverReadyChanged passes DatabaseServer updates that change its Ready condition.
+type serverReadyChanged struct {
+	predicate.Funcs
+}
+
+func (serverReadyChanged) Update(e event.UpdateEvent) bool {
+	oldServer, ok1 := e.ObjectOld.(*v1alpha1.DatabaseServer)
+	newServer, ok2 := e.ObjectNew.(*v1alpha1.DatabaseServer)
+	if !ok1 || !ok2 {
+		return false
+	}
+	return meta.IsStatusConditionTrue(oldServer.Status.Conditions, v1alpha1.ReadyCondition) !=
+		meta.IsStatusConditionTrue(newServer.Status.Conditions, v1alpha1.ReadyCondition)
 }
 
 func (r *CooperativeReconciler) cooperativesOnPlan(ctx context.Context, plan client.Object) []ctrl.Request {

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/postgres"
 )
 
 // requestCounter counts the requests a client sends, by HTTP method.
@@ -63,11 +64,24 @@ func TestReconcilingUnchangedCoopWritesNothing(t *testing.T) {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		t.Fatal("cache did not sync")
 	}
+	// The server's connection is opened as the DatabaseServer controller
+	// would, outside the count.
+	servers := &postgres.Servers{}
+	serverReconciler := &DatabaseServerReconciler{Client: adminClient, APIReader: adminClient, Servers: servers}
+	if _, err := serverReconciler.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: mainServer}}); err != nil {
+		t.Fatal(err)
+	}
 	r := &CooperativeReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("cooperator-test"),
-		Options:   testOptions,
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("cooperator-test"),
+		Options:       testOptions,
+		Servers:       servers,
+		CNPGInstalled: true,
+	}
+	ddlBefore, err := mainPostgres.DDLCount("cooperator")
+	if err != nil {
+		t.Fatal(err)
 	}
 	for i := range 3 {
 		res, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: "steady"}})
@@ -77,6 +91,13 @@ func TestReconcilingUnchangedCoopWritesNothing(t *testing.T) {
 	}
 	if writes := counter.writeRequests(); len(writes) != 0 {
 		t.Errorf("reconciling an unchanged coop sent %d write requests: %v", len(writes), writes)
+	}
+	ddlAfter, err := mainPostgres.DDLCount("cooperator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ddlAfter != ddlBefore || ddlBefore == 0 {
+		t.Errorf("DDL statements logged: %d before, %d after reconciling an unchanged coop; want the same, and some from provisioning", ddlBefore, ddlAfter)
 	}
 
 	// The counter sees writes: a changed plan must cost exactly the quota

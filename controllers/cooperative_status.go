@@ -19,18 +19,21 @@ import (
 // phases set them: the first that is not True explains why the coop is not ready.
 var partConditions = []string{
 	v1alpha1.NamespaceReadyCondition,
+	v1alpha1.DatabaseReadyCondition,
 }
 
 // finalizeStatus summarises the pass into Ready, Reconciling and Stalled,
 // records transitions as events, and writes the status once, only when it
 // changed.
-func (r *CooperativeReconciler) finalizeStatus(ctx context.Context, before *v1alpha1.Cooperative, s *scope, reconcileErr error) error {
+func (r *CooperativeReconciler) finalizeStatus(ctx context.Context, s *scope, reconcileErr error) error {
+	before := s.original
 	summarize(s.coop, reconcileErr)
 	r.recordTransition(before, s.coop)
 	if equality.Semantic.DeepEqual(before.Status, s.coop.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, s.coop, client.MergeFrom(before)); err != nil {
+	// A coop whose last finalizer went in this pass is gone.
+	if err := r.Status().Patch(ctx, s.coop, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("while writing status: %w", err)
 	}
 	return nil

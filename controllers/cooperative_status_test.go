@@ -25,7 +25,8 @@ func TestSummarize(t *testing.T) {
 		wantReconciling bool
 		wantObserved    bool
 	}{
-		{name: "every part ready", parts: []metav1.Condition{namespaceReady(metav1.ConditionTrue, "Applied")},
+		{name: "every part ready", parts: []metav1.Condition{namespaceReady(metav1.ConditionTrue, "Applied"),
+			{Type: v1alpha1.DatabaseReadyCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.DatabaseProvisionedReason}},
 			wantReady: metav1.ConditionTrue, wantReason: v1alpha1.ReadyReason, wantObserved: true},
 		{name: "plan missing", err: reconcile.TerminalError(errPlanNotFound),
 			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.PlanNotFoundReason, wantStalled: true, wantObserved: true},
@@ -37,6 +38,10 @@ func TestSummarize(t *testing.T) {
 			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.NamespaceApplyFailedReason, wantReconciling: true},
 		{name: "error before any part", err: errors.New("timeout"),
 			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.ProgressingReason, wantReconciling: true},
+		{name: "database down after the namespace", parts: []metav1.Condition{namespaceReady(metav1.ConditionTrue, "Applied"),
+			{Type: v1alpha1.DatabaseReadyCondition, Status: metav1.ConditionFalse, Reason: v1alpha1.ServerUnreachableReason}},
+			err:       errors.New("connection refused"),
+			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.ServerUnreachableReason, wantReconciling: true},
 		{name: "waiting on a part", parts: []metav1.Condition{namespaceReady(metav1.ConditionFalse, v1alpha1.NamespaceTerminatingReason)},
 			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.NamespaceTerminatingReason, wantReconciling: true, wantObserved: true},
 	}

@@ -7,15 +7,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
 )
@@ -31,6 +35,9 @@ func init() {
 // Config is what the operator is told at start.
 type Config struct {
 	Specs specs.Options
+	// CNPGInstalled says whether CloudNativePG's Cluster kind is served;
+	// see CNPGInstalled.
+	CNPGInstalled bool
 	// MaxConcurrentReconciles is how many coops are reconciled at once.
 	MaxConcurrentReconciles int
 }
@@ -38,13 +45,19 @@ type Config struct {
 // CacheOptions keep only the operator's own children in memory: a cluster
 // with many unrelated objects costs the operator nothing, and managedFields
 // of other managers are dropped.
-func CacheOptions() cache.Options {
+func CacheOptions(cfg Config) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue})
 	byObject := map[client.Object]cache.ByObject{}
-	for _, o := range []client.Object{
+	owned := []client.Object{
 		&corev1.Namespace{}, &corev1.ResourceQuota{}, &corev1.LimitRange{},
 		&networkingv1.NetworkPolicy{}, &rbacv1.Role{}, &rbacv1.RoleBinding{},
-	} {
+		// No cluster-wide Secret informer: only the operator's own Secrets.
+		&corev1.Secret{},
+	}
+	if cfg.CNPGInstalled {
+		owned = append(owned, specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}))
+	}
+	for _, o := range owned {
 		byObject[o] = cache.ByObject{Label: managed}
 	}
 	return cache.Options{ByObject: byObject, DefaultTransform: ssa.StripForeignManagedFields}
@@ -55,15 +68,46 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if cfg.MaxConcurrentReconciles <= 0 {
 		cfg.MaxConcurrentReconciles = 4
 	}
+	servers := &postgres.Servers{}
 	coops := &CooperativeReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("cooperator"),
 		Options:                 cfg.Specs,
+		Servers:                 servers,
+		CNPGInstalled:           cfg.CNPGInstalled,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 	}
 	if err := coops.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("while setting up the Cooperative controller: %w", err)
 	}
+	dbServers := &DatabaseServerReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Servers: servers}
+	if err := dbServers.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("while setting up the DatabaseServer controller: %w", err)
+	}
 	return nil
+}
+
+// CNPGInstalled says whether the API server serves CloudNativePG's Cluster,
+// which the operator watches only when it is installed. Installing
+// CloudNativePG later needs an operator restart.
+func CNPGInstalled(cfg *rest.Config) (bool, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, err
+	}
+	gvk := specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}).GroupVersionKind()
+	resources, err := dc.ServerResourcesForGroupVersion(gvk.GroupVersion().String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("while looking for CloudNativePG: %w", err)
+	}
+	for _, r := range resources.APIResources {
+		if r.Kind == gvk.Kind {
+			return true, nil
+		}
+	}
+	return false, nil
 }

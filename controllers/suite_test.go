@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -42,7 +43,17 @@ var (
 	adminClient client.Client
 	// operatorConfig authenticates as the operator's own identity.
 	operatorConfig *rest.Config
-	testOptions    = specs.Options{IngressNamespace: "ingress-nginx", DNSNamespace: "kube-system"}
+	testOptions    = specs.Options{IngressNamespace: "ingress-nginx", DNSNamespace: "kube-system", CNPGNamespace: "cnpg-system"}
+	testConfig     = Config{Specs: testOptions, CNPGInstalled: true}
+	// mainPostgres is the shared server most tests' coops are placed on.
+	mainPostgres *testenv.Postgres
+)
+
+// Test database servers: plans select them by the label pool.
+const (
+	poolLabel      = "pool"
+	mainServer     = "main"
+	adminNamespace = "cooperator-system"
 )
 
 func TestMain(m *testing.M) {
@@ -59,6 +70,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "starting the local control plane:", err)
 		os.Exit(1)
 	}
+	mainPostgres, err = testenv.StartPostgres(ctx, "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting PostgreSQL:", err)
+		env.Stop()
+		os.Exit(1)
+	}
 	code := 1
 	if err := setupCluster(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up the local control plane:", err)
@@ -69,12 +86,10 @@ func TestMain(m *testing.M) {
 		for name, path := range env.Logs() {
 			fmt.Fprintf(os.Stderr, "log of %s: %s\n", name, path)
 		}
-		if os.Getenv("CI") != "" {
-			// CI removes the machine: keep nothing, but say where logs were.
-			env.Stop()
-		}
+		fmt.Fprintf(os.Stderr, "log of PostgreSQL: %s\n", mainPostgres.LogPath)
 		os.Exit(code)
 	}
+	mainPostgres.Remove()
 	env.Stop()
 	os.Exit(code)
 }
@@ -126,7 +141,67 @@ func setupCluster(ctx context.Context) error {
 	}
 	operatorConfig = rest.CopyConfig(env.Config)
 	operatorConfig.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
-	return nil
+
+	if err := installCNPGCRD(ctx); err != nil {
+		return err
+	}
+	if err := adminClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: adminNamespace}}); err != nil {
+		return err
+	}
+	return addDatabaseServer(ctx, mainPostgres, mainServer, mainServer, 1000, "pg_trgm", "citext")
+}
+
+// addDatabaseServer gives a PostgreSQL server an admin role, a Secret for it
+// and a DatabaseServer labelled pool=<pool>.
+func addDatabaseServer(ctx context.Context, pg *testenv.Postgres, name, pool string, max int32, extensions ...string) error {
+	password := "admin-" + name + "-pw"
+	if err := pg.CreateAdmin(ctx, "cooperator", password); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return err
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "pg-" + name, Namespace: adminNamespace},
+		StringData: map[string]string{"username": "cooperator", "password": password},
+	}
+	if err := adminClient.Create(ctx, secret); err != nil {
+		return err
+	}
+	return adminClient.Create(ctx, databaseServer(name, pool, pg, secret.Name, max, extensions...))
+}
+
+func databaseServer(name, pool string, pg *testenv.Postgres, secret string, max int32, extensions ...string) *v1alpha1.DatabaseServer {
+	return &v1alpha1.DatabaseServer{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{poolLabel: pool}},
+		Spec: v1alpha1.DatabaseServerSpec{
+			Host: pg.Host, Port: int32(pg.Port), SSLMode: "disable",
+			AdminSecretRef: v1alpha1.SecretReference{Name: secret, Namespace: adminNamespace},
+			MaxDatabases:   max,
+			Extensions:     extensions,
+		},
+	}
+}
+
+// installCNPGCRD serves postgresql.cnpg.io/v1 Cluster, as CloudNativePG's
+// own CRD would, with the smallest schema that keeps every field.
+func installCNPGCRD(ctx context.Context) error {
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "clusters.postgresql.cnpg.io"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "postgresql.cnpg.io",
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "clusters", Singular: "cluster", Kind: "Cluster", ListKind: "ClusterList"},
+			Scope: apiextensionsv1.NamespaceScoped,
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+				Name: "v1", Served: true, Storage: true,
+				Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object", XPreserveUnknownFields: ptr.To(true),
+				}},
+			}},
+		},
+	}
+	if err := adminClient.Create(ctx, crd); err != nil {
+		return err
+	}
+	return waitEstablished(ctx, crd.Name)
 }
 
 func readYAML(path string, into any) error {
@@ -164,7 +239,7 @@ func newManager(t *testing.T, wrap func(http.RoundTripper) http.RoundTripper) ct
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  Scheme,
-		Cache:   CacheOptions(),
+		Cache:   CacheOptions(testConfig),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Tests start several managers in one process, one after another.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
@@ -181,7 +256,7 @@ func startOperator(t *testing.T) (stop func()) {
 	t.Helper()
 	mgr := newManager(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := Setup(ctx, mgr, Config{Specs: testOptions}); err != nil {
+	if err := Setup(ctx, mgr, testConfig); err != nil {
 		t.Fatalf("setting up controllers: %v", err)
 	}
 	var wg sync.WaitGroup
@@ -209,6 +284,10 @@ func newPlan(name string) *v1alpha1.Plan {
 		Spec: v1alpha1.PlanSpec{
 			Quota: v1alpha1.PlanQuota{
 				CPU: mustQuantity("2"), Memory: mustQuantity("4Gi"), Storage: mustQuantity("10Gi"), Pods: 20,
+			},
+			Database: v1alpha1.PlanDatabase{
+				ConnectionLimit: 5,
+				ServerSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{poolLabel: mainServer}},
 			},
 		},
 	}

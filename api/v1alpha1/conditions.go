@@ -13,6 +13,8 @@ const (
 	// NamespaceReadyCondition is True when the namespace and its quota,
 	// limits, network policies and access are applied.
 	NamespaceReadyCondition = "NamespaceReady"
+	// DatabaseReadyCondition is True when the coop's database and its Secret are ready.
+	DatabaseReadyCondition = "DatabaseReady"
 )
 
 // Reasons of the Cooperative conditions.
@@ -33,6 +35,35 @@ const (
 	NamespaceOwnedElsewhereReason = "NamespaceOwnedElsewhere"
 	// ReconcileErrorReason: a pass failed before any part could say why; it is retried with backoff.
 	ReconcileErrorReason = "ReconcileError"
+	// DatabaseProvisionedReason: the role, database and Secret are in place.
+	DatabaseProvisionedReason = "Provisioned"
+	// ReachableReason: a DatabaseServer answers its admin role.
+	ReachableReason = "Reachable"
+	// ServerUnreachableReason: the database server does not answer; retried with backoff.
+	ServerUnreachableReason = "ServerUnreachable"
+	// AdminAuthFailedReason: the server refused the admin role's credentials.
+	AdminAuthFailedReason = "AdminAuthFailed"
+	// AdminSecretInvalidReason: the admin Secret is missing or lacks username or password.
+	AdminSecretInvalidReason = "AdminSecretInvalid"
+	// PermissionDeniedReason: the admin role lacks a privilege it needs (CREATEROLE, CREATEDB).
+	PermissionDeniedReason = "PermissionDenied"
+	// NoServerCapacityReason: no reachable server that the plan allows has room for another database.
+	NoServerCapacityReason = "NoServerCapacity"
+	// ServerNotFoundReason: the server recorded in status.database.server no longer exists.
+	ServerNotFoundReason = "ServerNotFound"
+	// ExtensionUnavailableReason: an extension the coop needs is not offered by its server.
+	ExtensionUnavailableReason = "ExtensionUnavailable"
+	// ExtensionFailedReason: the server refused to create an offered extension.
+	ExtensionFailedReason = "ExtensionFailed"
+	// ModeChangeRefusedReason: spec.database.mode differs from the mode the database was created in.
+	ModeChangeRefusedReason = "ModeChangeRefused"
+	// ClusterNotReadyReason: the coop's CloudNativePG cluster is not ready yet.
+	ClusterNotReadyReason = "ClusterNotReady"
+	// CloudNativePGMissingReason: Dedicated mode needs the CloudNativePG operator, which is not installed.
+	CloudNativePGMissingReason = "CloudNativePGMissing"
+	// DatabaseErrorReason: the server refused a statement for another reason; retried with backoff.
+	DatabaseErrorReason = "DatabaseError"
+
 	// DeletingReason: the coop is being deleted.
 	DeletingReason = "Deleting"
 )

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "strings"
+
 // NamespacePrefix starts the name of every coop's namespace.
 const NamespacePrefix = "coop-"
 
@@ -17,3 +19,31 @@ const (
 	// ManagedByValue is the value of ManagedByLabel.
 	ManagedByValue = "cooperator"
 )
+
+// RotateDatabasePasswordAnnotation asks for a new database password: set it
+// to any new value (a date, a ticket number) and the operator changes the
+// password and the Secret once, recording the value in
+// status.database.passwordRotation.
+const RotateDatabasePasswordAnnotation = "cooperator.dev/rotate-database-password"
+
+// DatabaseFinalizer guards a coop's database on a shared server, which the
+// garbage collector cannot reach.
+const DatabaseFinalizer = "cooperator.dev/database"
+
+// DatabaseName is the name of the coop's database and of its role on a
+// shared server. Coop names are at most 58 characters, so it fits
+// PostgreSQL's 63.
+func (c *Cooperative) DatabaseName() string {
+	return "coop_" + strings.ReplaceAll(c.Name, "-", "_")
+}
+
+// EffectiveDatabaseMode is the coop's database mode, or its plan's.
+func (c *Cooperative) EffectiveDatabaseMode(plan *Plan) DatabaseMode {
+	if c.Spec.Database.Mode != "" {
+		return c.Spec.Database.Mode
+	}
+	if plan != nil && plan.Spec.Database.Mode != "" {
+		return plan.Spec.Database.Mode
+	}
+	return DatabaseModeShared
+}

@@ -75,11 +75,76 @@ type CooperativeSpec struct {
 	// +optional
 	Contact Contact `json:"contact,omitempty"`
 
+	// database is where the coop's PostgreSQL database lives.
+	// +optional
+	Database CooperativeDatabase `json:"database,omitempty"`
+
 	// deletionPolicy says whether the coop's database and backups are kept
 	// (Retain) or removed (Delete) when this Cooperative is deleted.
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// CooperativeDatabase is what a coop asks of its database.
+type CooperativeDatabase struct {
+	// mode is Shared (a database on a shared server) or Dedicated (a
+	// CloudNativePG cluster in the coop's namespace). Default: the plan's.
+	// A running coop cannot change it: moving data between modes is not
+	// implemented, and the change is refused with DatabaseReady=False.
+	// +optional
+	Mode DatabaseMode `json:"mode,omitempty"`
+
+	// extensions the coop's database needs, for example pg_trgm or postgis.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	// +optional
+	Extensions []string `json:"extensions,omitempty"`
+}
+
+// DatabaseStatus says where a coop's data lives.
+type DatabaseStatus struct {
+	// mode the database was created in.
+	// +optional
+	Mode DatabaseMode `json:"mode,omitempty"`
+
+	// server is the DatabaseServer that holds a shared database; once set it
+	// does not change.
+	// +optional
+	Server string `json:"server,omitempty"`
+
+	// host and port apps connect to.
+	// +optional
+	Host string `json:"host,omitempty"`
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// name of the database.
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// role that owns the database.
+	// +optional
+	Role string `json:"role,omitempty"`
+
+	// secretName is the Secret in the coop's namespace with host, port,
+	// dbname, user, password and uri.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// extensions created in the database.
+	// +listType=set
+	// +optional
+	Extensions []string `json:"extensions,omitempty"`
+
+	// passwordRotation is the last value of the rotate-password annotation
+	// that was carried out.
+	// +optional
+	PasswordRotation string `json:"passwordRotation,omitempty"`
+
+	// retained is set when the coop was deleted and its database kept.
+	// +optional
+	Retained bool `json:"retained,omitempty"`
 }
 
 // CooperativeStatus is what the operator observed of a coop.
@@ -91,6 +156,10 @@ type CooperativeStatus struct {
 	// namespace is the coop's namespace.
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
+
+	// database says where the coop's data lives.
+	// +optional
+	Database *DatabaseStatus `json:"database,omitempty"`
 
 	// conditions are Ready, a summary, and one condition per part of the coop.
 	// +listType=map

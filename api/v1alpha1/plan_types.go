@@ -112,6 +112,32 @@ type PlanDatabase struct {
 	// +kubebuilder:default=20
 	// +optional
 	ConnectionLimit int32 `json:"connectionLimit,omitempty"`
+
+	// serverSelector limits shared databases to DatabaseServers with these
+	// labels. Default: any server.
+	// +optional
+	ServerSelector *metav1.LabelSelector `json:"serverSelector,omitempty"`
+
+	// dedicated sizes the CloudNativePG cluster of a coop in Dedicated mode.
+	// +optional
+	Dedicated DedicatedDatabase `json:"dedicated,omitempty"`
+}
+
+// DedicatedDatabase sizes a coop's own PostgreSQL cluster.
+type DedicatedDatabase struct {
+	// instances is the number of PostgreSQL instances: 1 is a single
+	// server, more add streaming replicas.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5
+	// +kubebuilder:default=1
+	// +optional
+	Instances int32 `json:"instances,omitempty"`
+
+	// storage is the volume size of each instance.
+	// +kubebuilder:validation:XValidation:rule="!quantity(string(self)).isLessThan(quantity('1Gi'))",message="must be at least 1Gi"
+	// +kubebuilder:default="5Gi"
+	// +optional
+	Storage *resource.Quantity `json:"storage,omitempty"`
 }
 
 // PlanBackup holds the backup defaults of a plan.

@@ -25,6 +25,7 @@ func runManager(args []string) error {
 		ingressNS     = fs.String("ingress-namespace", "ingress-nginx", "Namespace of the ingress controller, whose pods may reach coop pods.")
 		dnsNS         = fs.String("dns-namespace", "kube-system", "Namespace of the cluster DNS, which coop pods may reach.")
 		databaseCIDRs = fs.String("database-cidrs", "", "Comma-separated networks of the shared database servers, which coop pods may reach on port 5432.")
+		cnpgNS        = fs.String("cnpg-namespace", "cnpg-system", "Namespace of the CloudNativePG operator, which manages coops' dedicated databases.")
 		concurrency   = fs.Int("max-concurrent-reconciles", 4, "How many cooperatives are reconciled at once.")
 	)
 	zapOpts := zap.Options{}
@@ -43,9 +44,23 @@ func runManager(args []string) error {
 	if err != nil {
 		return fmt.Errorf("while loading the kubeconfig: %w", err)
 	}
+	cnpg, err := controllers.CNPGInstalled(cfg)
+	if err != nil {
+		return err
+	}
+	config := controllers.Config{
+		Specs: specs.Options{
+			IngressNamespace: *ingressNS,
+			DNSNamespace:     *dnsNS,
+			DatabaseCIDRs:    cidrs,
+			CNPGNamespace:    *cnpgNS,
+		},
+		CNPGInstalled:           cnpg,
+		MaxConcurrentReconciles: *concurrency,
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  controllers.Scheme,
-		Cache:                   controllers.CacheOptions(),
+		Cache:                   controllers.CacheOptions(config),
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
@@ -56,14 +71,7 @@ func runManager(args []string) error {
 		return fmt.Errorf("while creating the manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.Setup(ctx, mgr, controllers.Config{
-		Specs: specs.Options{
-			IngressNamespace: *ingressNS,
-			DNSNamespace:     *dnsNS,
-			DatabaseCIDRs:    cidrs,
-		},
-		MaxConcurrentReconciles: *concurrency,
-	}); err != nil {
+	if err := controllers.Setup(ctx, mgr, config); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -37,6 +37,8 @@ type Options struct {
 	// DatabaseCIDRs are the networks of the shared database servers that
 	// coops may reach on the PostgreSQL port.
 	DatabaseCIDRs []string
+	// CNPGNamespace is where the CloudNativePG operator runs.
+	CNPGNamespace string
 }
 
 func resourceCount(n int32) *resource.Quantity {

@@ -3,6 +3,7 @@ package specs
 import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
@@ -17,6 +18,8 @@ const (
 	AllowDNSPolicy        = "allow-dns"
 	AllowFromIngress      = "allow-from-ingress"
 	AllowToDatabasePolicy = "allow-to-databases"
+	// AllowDatabaseCluster lets a dedicated CloudNativePG cluster be managed.
+	AllowDatabaseCluster = "allow-database-cluster"
 )
 
 // DatabaseServerLabel marks pods of in-cluster shared database servers that
@@ -84,4 +87,22 @@ func networkPolicy(coop *v1alpha1.Cooperative, name string, spec *networkingv1ac
 
 func port(proto corev1.Protocol, n int) *networkingv1ac.NetworkPolicyPortApplyConfiguration {
 	return networkingv1ac.NetworkPolicyPort().WithProtocol(proto).WithPort(intstr.FromInt(n))
+}
+
+// DatabaseClusterPolicy lets the CloudNativePG operator reach the coop's
+// database pods (status on 8000, PostgreSQL on 5432), and lets those pods
+// reach the Kubernetes API, which their instance manager uses. Only for
+// coops in Dedicated mode; it opens nothing to other coops.
+func DatabaseClusterPolicy(coop *v1alpha1.Cooperative, opts Options) *networkingv1ac.NetworkPolicyApplyConfiguration {
+	clusterPods := metav1ac.LabelSelector().WithMatchExpressions(
+		metav1ac.LabelSelectorRequirement().WithKey(CNPGClusterLabel).WithOperator(metav1.LabelSelectorOpExists))
+	return networkPolicy(coop, AllowDatabaseCluster, networkingv1ac.NetworkPolicySpec().
+		WithPodSelector(clusterPods).
+		WithPolicyTypes(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress).
+		WithIngress(networkingv1ac.NetworkPolicyIngressRule().
+			WithFrom(networkingv1ac.NetworkPolicyPeer().WithNamespaceSelector(
+				metav1ac.LabelSelector().WithMatchLabels(map[string]string{namespaceNameLabel: opts.CNPGNamespace}))).
+			WithPorts(port(corev1.ProtocolTCP, 8000), port(corev1.ProtocolTCP, 5432))).
+		WithEgress(networkingv1ac.NetworkPolicyEgressRule().
+			WithPorts(port(corev1.ProtocolTCP, 443), port(corev1.ProtocolTCP, 6443))))
 }
