@@ -69,8 +69,12 @@ build: ## Build bin/cooperator.
 ##@ Test
 
 .PHONY: test
-test: tools verify-manifests fmt vet lint ## Unit and integration tests on a real local control plane.
+test: tools postgres verify-manifests fmt vet lint ## Unit and integration tests on a real local control plane and PostgreSQL.
 	go test ./... -count=1 -timeout 20m
+
+.PHONY: postgres
+postgres: ## Install PostgreSQL from Debian's packages when it is missing.
+	hack/ensure-postgres.sh
 
 ##@ Local cluster
 

@@ -154,7 +154,8 @@ func setupCluster(ctx context.Context) error {
 // addDatabaseServer gives a PostgreSQL server an admin role, a Secret for it
 // and a DatabaseServer labelled pool=<pool>.
 func addDatabaseServer(ctx context.Context, pg *testenv.Postgres, name, pool string, max int32, extensions ...string) error {
-	password := "admin-" + name + "-pw"
+	// One admin role per PostgreSQL server, shared by its DatabaseServers.
+	password := "cooperator-admin-pw"
 	if err := pg.CreateAdmin(ctx, "cooperator", password); err != nil && !strings.Contains(err.Error(), "already exists") {
 		return err
 	}
@@ -356,4 +357,22 @@ func waitReady(t *testing.T, name string) *v1alpha1.Cooperative {
 		return c != nil && c.Status == status && coop.Status.ObservedGeneration == coop.Generation, nil
 	})
 	return coop
+}
+
+// waitReadyWithin is waitReady with a longer wait, for coops that recover
+// from a fault.
+func waitReadyWithin(t *testing.T, name string, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, "coop "+name+" Ready", func(ctx context.Context) (bool, error) {
+		coop := &v1alpha1.Cooperative{}
+		if err := adminClient.Get(ctx, client.ObjectKey{Name: name}, coop); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.ReadyCondition) && coop.Status.ObservedGeneration == coop.Generation, nil
+	})
+}
+
+func readFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	return string(data), err
 }
