@@ -76,10 +76,14 @@ test: tools postgres verify-manifests fmt vet lint ## Unit and integration tests
 postgres: ## Install PostgreSQL from Debian's packages when it is missing.
 	hack/ensure-postgres.sh
 
+.PHONY: bench-databases
+bench-databases: tools postgres ## Provision 500 shared databases through the operator; see docs/performance.md.
+	go test ./controllers -run '^$$' -bench SharedDatabases -benchtime 1x -timeout 60m
+
 ##@ Local cluster
 
 .PHONY: cluster
-cluster: tools ## Start the local control plane in the background; writes .local/kubeconfig.
+cluster: tools postgres ## Start the local control plane in the background; writes .local/kubeconfig.
 	hack/cluster.sh up
 
 .PHONY: cluster-down
@@ -95,7 +99,7 @@ run: ## Run the operator against the current kubeconfig.
 	KUBECONFIG=$(KUBECONFIG) go run ./cmd/cooperator manager --metrics-bind-address=0 --health-probe-bind-address=0
 
 .PHONY: demo
-demo: tools build ## Start everything, show sample coops Ready; Ctrl-C tears it all down.
+demo: tools postgres build ## Start everything, show sample coops Ready; Ctrl-C tears it all down.
 	hack/demo.sh
 
 ##@ Tools

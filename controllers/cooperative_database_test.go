@@ -21,7 +21,7 @@ import (
 )
 
 // databaseSecret reads a coop's database Secret.
-func databaseSecret(t *testing.T, coop string) map[string]string {
+func databaseSecret(t testing.TB, coop string) map[string]string {
 	t.Helper()
 	secret := &corev1.Secret{}
 	mustGet(t, "coop-"+coop, specs.DatabaseSecretName, secret)
@@ -37,7 +37,7 @@ func connectAs(ctx context.Context, pg *testenv.Postgres, creds map[string]strin
 	return pgx.Connect(ctx, pg.URL(creds["user"], creds["password"], database))
 }
 
-func startPostgres(t *testing.T) *testenv.Postgres {
+func startPostgres(t testing.TB) *testenv.Postgres {
 	t.Helper()
 	pg, err := testenv.StartPostgres(context.Background(), "")
 	if err != nil {
@@ -47,7 +47,7 @@ func startPostgres(t *testing.T) *testenv.Postgres {
 	return pg
 }
 
-func waitServerReady(t *testing.T, name string) {
+func waitServerReady(t testing.TB, name string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "DatabaseServer "+name+" Ready", func(ctx context.Context) (bool, error) {
 		s := &v1alpha1.DatabaseServer{}
@@ -99,7 +99,7 @@ func TestDatabasesArePlacedOnTheLeastUsedServerWithRoom(t *testing.T) {
 	}
 }
 
-func countDatabases(t *testing.T, pg *testenv.Postgres, name string) int {
+func countDatabases(t testing.TB, pg *testenv.Postgres, name string) int {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pg.Superuser(ctx, "postgres")

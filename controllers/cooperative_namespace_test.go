@@ -236,14 +236,14 @@ func TestAdminsRunTheirCoopButNotItsIsolation(t *testing.T) {
 	}
 }
 
-func mustGet(t *testing.T, namespace, name string, obj client.Object) {
+func mustGet(t testing.TB, namespace, name string, obj client.Object) {
 	t.Helper()
 	if err := adminClient.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
 		t.Fatalf("getting %T %s/%s: %v", obj, namespace, name, err)
 	}
 }
 
-func assertControlledBy(t *testing.T, obj client.Object, coop *v1alpha1.Cooperative) {
+func assertControlledBy(t testing.TB, obj client.Object, coop *v1alpha1.Cooperative) {
 	t.Helper()
 	owner := metav1.GetControllerOf(obj)
 	if owner == nil || owner.UID != coop.UID || owner.Kind != "Cooperative" {

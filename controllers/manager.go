@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
 	"cooperator.dev/cooperator/internal/postgres"
@@ -69,6 +70,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		cfg.MaxConcurrentReconciles = 4
 	}
 	servers := &postgres.Servers{}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		servers.CloseAll()
+		return nil
+	})); err != nil {
+		return err
+	}
 	coops := &CooperativeReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -232,7 +233,7 @@ func waitEstablished(ctx context.Context, name string) error {
 
 // newManager builds a manager as cmd/cooperator does, as the operator's
 // identity; wrap, when set, sees every request it sends.
-func newManager(t *testing.T, wrap func(http.RoundTripper) http.RoundTripper) ctrl.Manager {
+func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) ctrl.Manager {
 	t.Helper()
 	cfg := rest.CopyConfig(operatorConfig)
 	if wrap != nil {
@@ -253,7 +254,7 @@ func newManager(t *testing.T, wrap func(http.RoundTripper) http.RoundTripper) ct
 
 // startOperator runs the operator's controllers in this process until the
 // test ends or the returned function is called.
-func startOperator(t *testing.T) (stop func()) {
+func startOperator(t testing.TB) (stop func()) {
 	t.Helper()
 	mgr := newManager(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -305,7 +306,7 @@ func newCoop(name, plan string) *v1alpha1.Cooperative {
 	}
 }
 
-func create(t *testing.T, objs ...client.Object) {
+func create(t testing.TB, objs ...client.Object) {
 	t.Helper()
 	for _, o := range objs {
 		if err := adminClient.Create(context.Background(), o); err != nil {
@@ -315,7 +316,7 @@ func create(t *testing.T, objs ...client.Object) {
 }
 
 // waitFor polls until cond holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, cond)
 	if err != nil {
@@ -325,7 +326,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx con
 
 // waitReason waits until the coop's Ready condition has the reason wanted,
 // for its current generation, and returns the coop.
-func waitReason(t *testing.T, name, reason string) *v1alpha1.Cooperative {
+func waitReason(t testing.TB, name, reason string) *v1alpha1.Cooperative {
 	t.Helper()
 	coop := &v1alpha1.Cooperative{}
 	defer func() {
@@ -345,7 +346,7 @@ func waitReason(t *testing.T, name, reason string) *v1alpha1.Cooperative {
 
 // waitReady waits until the coop is Ready for its current generation, and
 // returns the coop.
-func waitReady(t *testing.T, name string) *v1alpha1.Cooperative {
+func waitReady(t testing.TB, name string) *v1alpha1.Cooperative {
 	const status = metav1.ConditionTrue
 	t.Helper()
 	coop := &v1alpha1.Cooperative{}
@@ -361,7 +362,7 @@ func waitReady(t *testing.T, name string) *v1alpha1.Cooperative {
 
 // waitReadyWithin is waitReady with a longer wait, for coops that recover
 // from a fault.
-func waitReadyWithin(t *testing.T, name string, timeout time.Duration) {
+func waitReadyWithin(t testing.TB, name string, timeout time.Duration) {
 	t.Helper()
 	waitFor(t, timeout, "coop "+name+" Ready", func(ctx context.Context) (bool, error) {
 		coop := &v1alpha1.Cooperative{}
@@ -375,4 +376,11 @@ func waitReadyWithin(t *testing.T, name string, timeout time.Duration) {
 func readFile(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	return string(data), err
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

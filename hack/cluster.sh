@@ -24,6 +24,8 @@ up)
     if [ -f "$LOCAL/kubeconfig" ]; then
       echo "The local control plane is up. Point kubectl at it with:"
       echo "  export KUBECONFIG=$PWD/$LOCAL/kubeconfig"
+      echo "Once the CRDs are installed (make install), give the operator the local PostgreSQL server with:"
+      echo "  bin/kubectl apply -f $LOCAL/database-server.yaml"
       exit 0
     fi
     if ! running; then

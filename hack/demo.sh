@@ -26,6 +26,7 @@ echo ">> Installing the CRDs and the sample plans"
 kubectl apply --server-side -f config/crd/bases
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl apply --server-side -f config/samples/plans.yaml
+kubectl apply --server-side -f "$LOCAL/database-server.yaml"
 
 echo ">> Starting the operator (log: .local/operator.log)"
 bin/cooperator manager --metrics-bind-address=0 --health-probe-bind-address=0 >"$LOCAL/operator.log" 2>&1 &
@@ -37,7 +38,7 @@ kubectl wait --for=condition=Ready coop --all --timeout=120s
 echo
 kubectl get coops
 echo
-kubectl get ns -l app.kubernetes.io/managed-by=cooperator
+kubectl get databaseservers
 echo
 echo "The sample coops are Ready. Point kubectl at this cluster with:"
 echo "  export KUBECONFIG=$KUBECONFIG"

@@ -178,6 +178,8 @@ type CooperativeStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Database",type=string,JSONPath=`.status.database.name`,priority=1
+// +kubebuilder:printcolumn:name="Server",type=string,JSONPath=`.status.database.server`,priority=1
 
 // Cooperative is one member cooperative hosted on this cluster: its namespace,
 // quota, isolation and access, and later its database, apps, domains and backups.

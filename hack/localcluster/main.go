@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/testenv"
 )
 
@@ -19,15 +20,16 @@ func main() {
 	dir := flag.String("dir", ".local/cluster", "Folder for the cluster's data, certificates and logs; emptied at start.")
 	kubeconfig := flag.String("kubeconfig", ".local/kubeconfig", "Where to write the admin kubeconfig.")
 	nodes := flag.Int("nodes", 2, "How many fake nodes to create.")
+	withPostgres := flag.Bool("postgres", true, "Also start a PostgreSQL server and write a DatabaseServer for it to <dir>/../database-server.yaml.")
 	flag.Parse()
 
-	if err := run(*dir, *kubeconfig, *nodes); err != nil {
+	if err := run(*dir, *kubeconfig, *nodes, *withPostgres); err != nil {
 		fmt.Fprintln(os.Stderr, "localcluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, kubeconfig string, nodes int) error {
+func run(dir, kubeconfig string, nodes int, withPostgres bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -45,6 +47,18 @@ func run(dir, kubeconfig string, nodes int) error {
 	}
 	defer env.Stop()
 
+	if withPostgres {
+		pg, err := testenv.StartPostgres(ctx, filepath.Join(dir, "postgres"))
+		if err != nil {
+			return err
+		}
+		defer pg.Stop() //nolint:errcheck // best effort at exit
+		if err := writeDatabaseServer(ctx, pg, filepath.Join(filepath.Dir(dir), "database-server.yaml")); err != nil {
+			return err
+		}
+		fmt.Printf("PostgreSQL is up on %s:%d (log %s)\n", pg.Host, pg.Port, pg.LogPath)
+	}
+
 	data, err := os.ReadFile(env.Kubeconfig)
 	if err != nil {
 		return err
@@ -57,4 +71,46 @@ func run(dir, kubeconfig string, nodes int) error {
 	<-ctx.Done()
 	fmt.Println("Stopping the local control plane")
 	return nil
+}
+
+// writeDatabaseServer makes the operator's admin role on pg and writes the
+// Secret and DatabaseServer a sysadmin would apply for it.
+func writeDatabaseServer(ctx context.Context, pg *testenv.Postgres, path string) error {
+	password, err := postgres.NewPassword()
+	if err != nil {
+		return err
+	}
+	if err := pg.CreateAdmin(ctx, "cooperator", password); err != nil {
+		return err
+	}
+	manifest := fmt.Sprintf(`# The local PostgreSQL server, for the operator to place coop databases on.
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: cooperator-system
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: local-postgres-admin
+  namespace: cooperator-system
+stringData:
+  username: cooperator
+  password: %q
+---
+apiVersion: cooperator.dev/v1alpha1
+kind: DatabaseServer
+metadata:
+  name: local
+spec:
+  host: %s
+  port: %d
+  sslMode: disable
+  adminSecretRef:
+    name: local-postgres-admin
+    namespace: cooperator-system
+  maxDatabases: 500
+  extensions: [pg_trgm, citext, unaccent]
+`, password, pg.Host, pg.Port)
+	return os.WriteFile(path, []byte(manifest), 0o600)
 }

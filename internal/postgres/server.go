@@ -295,6 +295,16 @@ func (r *Servers) Lookup(name string) (*Server, bool) {
 	return s, ok
 }
 
+// CloseAll closes every pool, when the operator stops.
+func (r *Servers) CloseAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, s := range r.servers {
+		s.Close()
+		delete(r.servers, name)
+	}
+}
+
 // Forget closes and drops the pool of a server that is gone.
 func (r *Servers) Forget(name string) {
 	r.mu.Lock()

@@ -67,6 +67,8 @@ func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
 		if dir, err = os.MkdirTemp("", "cooperator-postgres-"); err != nil {
 			return nil, err
 		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -204,4 +206,52 @@ func credentialOf(name string) (*syscall.Credential, error) {
 		return nil, err
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// MemoryPSS is the proportional set size, in bytes, of the server's
+// processes: the postmaster and its children. Shared memory counts once.
+func (p *Postgres) MemoryPSS() (int64, error) {
+	pidData, err := os.ReadFile(filepath.Join(p.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	master, err := strconv.Atoi(strings.SplitN(string(pidData), "\n", 2)[0])
+	if err != nil {
+		return 0, err
+	}
+	total, err := pss(master)
+	if err != nil {
+		return 0, err
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, stat := range procs {
+		data, err := os.ReadFile(stat)
+		if err != nil {
+			continue
+		}
+		// The fields after the command, which is in parentheses: state, ppid.
+		rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+		fields := strings.Fields(rest)
+		if len(fields) > 1 && fields[1] == strconv.Itoa(master) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(stat)))
+			if n, err := pss(pid); err == nil {
+				total += n
+			}
+		}
+	}
+	return total, nil
+}
+
+func pss(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "Pss:") {
+			kb, err := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no Pss in smaps_rollup")
 }
