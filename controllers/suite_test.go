@@ -66,7 +66,7 @@ func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logs)))
 	ctx := context.Background()
 	var err error
-	env, err = testenv.Start(ctx, testenv.Options{})
+	env, err = testenv.Start(ctx, testenv.Options{Prepare: installCRDs})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the local control plane:", err)
 		os.Exit(1)
@@ -95,10 +95,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// setupCluster installs the CRDs and the operator's RBAC, as the chart does.
-func setupCluster(ctx context.Context) error {
+// installCRDs installs the operator's CRDs and CloudNativePG's Cluster.
+func installCRDs(ctx context.Context, cfg *rest.Config) error {
+	if err := apiextensionsv1.AddToScheme(Scheme); err != nil {
+		return err
+	}
 	var err error
-	adminClient, err = client.New(env.Config, client.Options{Scheme: Scheme})
+	adminClient, err = client.New(cfg, client.Options{Scheme: Scheme})
 	if err != nil {
 		return err
 	}
@@ -108,9 +111,6 @@ func setupCluster(ctx context.Context) error {
 	}
 	crds, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
 	if err != nil {
-		return err
-	}
-	if err := apiextensionsv1.AddToScheme(Scheme); err != nil {
 		return err
 	}
 	for _, path := range crds {
@@ -124,6 +124,16 @@ func setupCluster(ctx context.Context) error {
 		if err := waitEstablished(ctx, crd.Name); err != nil {
 			return err
 		}
+	}
+	return installCNPGCRD(ctx)
+}
+
+// setupCluster installs the operator's RBAC, as the chart does, and the
+// shared database server.
+func setupCluster(ctx context.Context) error {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
 	}
 	role := &rbacv1.ClusterRole{}
 	if err := readYAML(filepath.Join(root, "config", "rbac", "role.yaml"), role); err != nil {
@@ -143,9 +153,6 @@ func setupCluster(ctx context.Context) error {
 	operatorConfig = rest.CopyConfig(env.Config)
 	operatorConfig.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
 
-	if err := installCNPGCRD(ctx); err != nil {
-		return err
-	}
 	if err := adminClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: adminNamespace}}); err != nil {
 		return err
 	}

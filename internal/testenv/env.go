@@ -36,6 +36,11 @@ type Options struct {
 	Dir string
 	// Nodes is how many fake nodes to create. Default 2.
 	Nodes int
+	// Prepare, when set, runs once the API server serves and before the
+	// controller-manager starts: CRDs installed here are known to the
+	// garbage collector from its start, instead of after its next
+	// discovery refresh.
+	Prepare func(ctx context.Context, cfg *rest.Config) error
 }
 
 // Env is a running local control plane.
@@ -158,6 +163,12 @@ func (e *Env) start(ctx context.Context, opts Options) error {
 	e.Kubeconfig = filepath.Join(e.Dir, "kubeconfig")
 	if err := writeKubeconfig(e.Kubeconfig, apiURL, p.CAPEM, token); err != nil {
 		return err
+	}
+
+	if opts.Prepare != nil {
+		if err := opts.Prepare(ctx, e.Config); err != nil {
+			return fmt.Errorf("preparing the API server: %w", err)
+		}
 	}
 
 	kcm := newProcess(opts.BinDir, e.Dir, "kube-controller-manager",
