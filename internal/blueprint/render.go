@@ -1,0 +1,175 @@
+// Package blueprint renders a catalog app's kustomize base for one coop, in
+// memory, and checks what it renders before anything is applied.
+package blueprint
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/resid"
+	"sigs.k8s.io/yaml"
+)
+
+// Image replaces an image of the base, as kustomize's images field does.
+type Image struct {
+	Name    string
+	NewName string
+	NewTag  string
+}
+
+// Target is where a parameter's value goes: fields of the objects of a kind
+// and name in the base, in kustomize's replacement field path syntax.
+type Target struct {
+	Kind       string
+	Name       string
+	FieldPaths []string
+}
+
+// Input is what varies from coop to coop.
+type Input struct {
+	// Namespace of every rendered object.
+	Namespace string
+	// NamePrefix, such as "<app>-", keeps two apps apart in one namespace.
+	NamePrefix string
+	// Labels go on every object and into pod templates, never into selectors.
+	Labels map[string]string
+	// Images pin the version's image tags.
+	Images []Image
+	// Parameters are rendered into a ConfigMap named <prefix>parameters, and
+	// from there replaced into their targets.
+	Parameters map[string]string
+	// Targets says where each parameter goes.
+	Targets map[string][]Target
+}
+
+// ParametersConfigMap is the name, before the prefix, of the ConfigMap that
+// holds an app's parameters.
+const ParametersConfigMap = "parameters"
+
+// Render runs kustomize on files, the app's base (its YAML resources, and a
+// kustomization.yaml if it has its own), with an overlay made from in.
+// Nothing touches the disk.
+func Render(files map[string]string, in Input) ([]*unstructured.Unstructured, error) {
+	fs := filesys.MakeFsInMemory()
+	var resources []string
+	for name, content := range files {
+		if name != path.Base(name) || strings.HasPrefix(name, ".") {
+			return nil, fmt.Errorf("file %q: names must be plain file names", name)
+		}
+		if err := fs.WriteFile(path.Join("/base", name), []byte(content)); err != nil {
+			return nil, err
+		}
+		if name != "kustomization.yaml" {
+			resources = append(resources, name)
+		}
+	}
+	sort.Strings(resources)
+	if _, ok := files["kustomization.yaml"]; !ok {
+		base, err := yaml.Marshal(types.Kustomization{
+			TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
+			Resources: resources,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := fs.WriteFile("/base/kustomization.yaml", base); err != nil {
+			return nil, err
+		}
+	}
+
+	overlay, err := yaml.Marshal(overlay(in))
+	if err != nil {
+		return nil, err
+	}
+	if err := fs.WriteFile("/app/kustomization.yaml", overlay); err != nil {
+		return nil, err
+	}
+	opts := krusty.MakeDefaultOptions()
+	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
+	resMap, err := krusty.MakeKustomizer(opts).Run(fs, "/app")
+	if err != nil {
+		return nil, fmt.Errorf("rendering: %w", err)
+	}
+	var out []*unstructured.Unstructured
+	for _, r := range resMap.Resources() {
+		// Through JSON, so that numbers are int64 and float64 as the
+		// apimachinery expects.
+		data, err := r.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", r.GetKind(), r.GetName(), err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func overlay(in Input) types.Kustomization {
+	k := types.Kustomization{
+		TypeMeta:   types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
+		Resources:  []string{"../base"},
+		Namespace:  in.Namespace,
+		NamePrefix: in.NamePrefix,
+	}
+	if len(in.Labels) > 0 {
+		k.Labels = []types.Label{{Pairs: in.Labels, IncludeSelectors: false, IncludeTemplates: true}}
+	}
+	for _, img := range in.Images {
+		k.Images = append(k.Images, types.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag})
+	}
+	if len(in.Parameters) == 0 {
+		return k
+	}
+	names := make([]string, 0, len(in.Parameters))
+	for name := range in.Parameters {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	literals := make([]string, 0, len(names))
+	for _, name := range names {
+		literals = append(literals, name+"="+in.Parameters[name])
+	}
+	k.ConfigMapGenerator = []types.ConfigMapArgs{{GeneratorArgs: types.GeneratorArgs{
+		Name:             ParametersConfigMap,
+		KvPairSources:    types.KvPairSources{LiteralSources: literals},
+		Options:          &types.GeneratorOptions{DisableNameSuffixHash: true},
+	}}}
+	for _, name := range names {
+		targets := in.Targets[name]
+		if len(targets) == 0 {
+			continue
+		}
+		r := types.ReplacementField{Replacement: types.Replacement{
+			Source: &types.SourceSelector{
+				ResId:     resIDConfigMap(ParametersConfigMap),
+				FieldPath: "data." + name,
+			},
+		}}
+		for _, t := range targets {
+			r.Targets = append(r.Targets, &types.TargetSelector{
+				Select:     &types.Selector{ResId: resID(t.Kind, t.Name)},
+				FieldPaths: t.FieldPaths,
+			})
+		}
+		k.Replacements = append(k.Replacements, r)
+	}
+	return k
+}
+
+func resID(kind, name string) resid.ResId {
+	return resid.ResId{Gvk: resid.Gvk{Kind: kind}, Name: name}
+}
+
+func resIDConfigMap(name string) resid.ResId {
+	return resid.ResId{Gvk: resid.Gvk{Version: "v1", Kind: "ConfigMap"}, Name: name}
+}
