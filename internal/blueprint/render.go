@@ -140,9 +140,9 @@ func overlay(in Input) types.Kustomization {
 		literals = append(literals, name+"="+in.Parameters[name])
 	}
 	k.ConfigMapGenerator = []types.ConfigMapArgs{{GeneratorArgs: types.GeneratorArgs{
-		Name:             ParametersConfigMap,
-		KvPairSources:    types.KvPairSources{LiteralSources: literals},
-		Options:          &types.GeneratorOptions{DisableNameSuffixHash: true},
+		Name:          ParametersConfigMap,
+		KvPairSources: types.KvPairSources{LiteralSources: literals},
+		Options:       &types.GeneratorOptions{DisableNameSuffixHash: true},
 	}}}
 	for _, name := range names {
 		targets := in.Targets[name]
