@@ -93,6 +93,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err := dbServers.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("while setting up the DatabaseServer controller: %w", err)
 	}
+	if err := (&BlueprintReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("while setting up the Blueprint controller: %w", err)
+	}
 	return nil
 }
 

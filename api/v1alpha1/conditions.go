@@ -64,6 +64,11 @@ const (
 	// DatabaseErrorReason: the server refused a statement for another reason; retried with backoff.
 	DatabaseErrorReason = "DatabaseError"
 
+	// BlueprintValidReason: every version of a Blueprint renders and passes the checks.
+	BlueprintValidReason = "Valid"
+	// BlueprintChecksFailedReason: a version of a Blueprint fails to render or fails a check.
+	BlueprintChecksFailedReason = "ChecksFailed"
+
 	// DeletingReason: the coop is being deleted.
 	DeletingReason = "Deleting"
 )
