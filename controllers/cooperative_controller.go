@@ -12,6 +12,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -85,6 +87,7 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.resolvePlan,
 		r.reconcileNamespace,
 		r.reconcileDatabase,
+		r.reconcileApps,
 	})
 }
 
@@ -105,8 +108,9 @@ func runPhases(ctx context.Context, s *scope, phases []phaseFunc) (ctrl.Result, 
 }
 
 const (
-	planIndex   = "spec.plan"
-	serverIndex = "metadata.annotations.database-server"
+	planIndex      = "spec.plan"
+	serverIndex    = "metadata.annotations.database-server"
+	blueprintIndex = "spec.apps.blueprint"
 )
 
 // SetupWithManager registers the reconciler. Children are watched so that a
@@ -124,6 +128,15 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Cooperative{}, blueprintIndex, func(o client.Object) []string {
+		var names []string
+		for _, a := range o.(*v1alpha1.Cooperative).Spec.Apps {
+			names = append(names, a.Blueprint)
+		}
+		return names
+	}); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Annotations carry requests such as a password rotation.
 		For(&v1alpha1.Cooperative{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -134,6 +147,10 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&rbacv1.Role{}).
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&corev1.Secret{}).
+		Owns(&networkingv1.Ingress{}).
+		Owns(workload("Deployment")).
+		Owns(workload("StatefulSet")).
+		Watches(&v1alpha1.Blueprint{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesUsingBlueprint)).
 		Watches(&v1alpha1.Plan{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnPlan)).
 		Watches(&v1alpha1.DatabaseServer{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnServer),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, serverReadyChanged{}))).
@@ -151,6 +168,27 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		b = b.Owns(specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}))
 	}
 	return b.Complete(r)
+}
+
+// workload is an apps/v1 kind as unstructured: app objects are rendered and
+// read as unstructured, so they share one informer.
+func workload(kind string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: kind})
+	return u
+}
+
+func (r *CooperativeReconciler) cooperativesUsingBlueprint(ctx context.Context, bp client.Object) []ctrl.Request {
+	var coops v1alpha1.CooperativeList
+	if err := r.List(ctx, &coops, client.MatchingFields{blueprintIndex: bp.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives using blueprint", "blueprint", bp.GetName())
+		return nil
+	}
+	reqs := make([]ctrl.Request, 0, len(coops.Items))
+	for _, c := range coops.Items {
+		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	}
+	return reqs
 }
 
 // cooperativesOnServer wakes the coops on a server whose readiness changed,

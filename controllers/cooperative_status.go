@@ -20,6 +20,7 @@ import (
 var partConditions = []string{
 	v1alpha1.NamespaceReadyCondition,
 	v1alpha1.DatabaseReadyCondition,
+	v1alpha1.AppsReadyCondition,
 }
 
 // finalizeStatus summarises the pass into Ready, Reconciling and Stalled,

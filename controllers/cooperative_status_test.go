@@ -26,7 +26,8 @@ func TestSummarize(t *testing.T) {
 		wantObserved    bool
 	}{
 		{name: "every part ready", parts: []metav1.Condition{namespaceReady(metav1.ConditionTrue, "Applied"),
-			{Type: v1alpha1.DatabaseReadyCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.DatabaseProvisionedReason}},
+			{Type: v1alpha1.DatabaseReadyCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.DatabaseProvisionedReason},
+			{Type: v1alpha1.AppsReadyCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.AppsAvailableReason}},
 			wantReady: metav1.ConditionTrue, wantReason: v1alpha1.ReadyReason, wantObserved: true},
 		{name: "plan missing", err: reconcile.TerminalError(errPlanNotFound),
 			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.PlanNotFoundReason, wantStalled: true, wantObserved: true},

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -47,21 +44,25 @@ type Config struct {
 // with many unrelated objects costs the operator nothing, and managedFields
 // of other managers are dropped.
 func CacheOptions(cfg Config) cache.Options {
+	// Everything is selected by the operator's label unless said here: no
+	// cluster-wide Secret or Pod informer, whatever kind an app brings.
 	managed := labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue})
-	byObject := map[client.Object]cache.ByObject{}
-	owned := []client.Object{
-		&corev1.Namespace{}, &corev1.ResourceQuota{}, &corev1.LimitRange{},
-		&networkingv1.NetworkPolicy{}, &rbacv1.Role{}, &rbacv1.RoleBinding{},
-		// No cluster-wide Secret informer: only the operator's own Secrets.
-		&corev1.Secret{},
+	everything := cache.ByObject{Label: labels.Everything()}
+	return cache.Options{
+		DefaultLabelSelector: managed,
+		ByObject: map[client.Object]cache.ByObject{
+			&v1alpha1.Cooperative{}: everything, &v1alpha1.Plan{}: everything,
+			&v1alpha1.DatabaseServer{}: everything, &v1alpha1.Blueprint{}: everything,
+		},
+		DefaultTransform: ssa.StripForeignManagedFields,
 	}
-	if cfg.CNPGInstalled {
-		owned = append(owned, specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}))
-	}
-	for _, o := range owned {
-		byObject[o] = cache.ByObject{Label: managed}
-	}
-	return cache.Options{ByObject: byObject, DefaultTransform: ssa.StripForeignManagedFields}
+}
+
+// ClientOptions read unstructured objects (app workloads, CloudNativePG
+// Clusters) from the cache too, so a steady reconcile reads nothing from the
+// API server.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{Unstructured: true}}
 }
 
 // Setup registers every reconciler with the manager.

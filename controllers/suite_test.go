@@ -44,8 +44,9 @@ var (
 	adminClient client.Client
 	// operatorConfig authenticates as the operator's own identity.
 	operatorConfig *rest.Config
-	testOptions    = specs.Options{IngressNamespace: "ingress-nginx", DNSNamespace: "kube-system", CNPGNamespace: "cnpg-system"}
-	testConfig     = Config{Specs: testOptions, CNPGInstalled: true}
+	testOptions    = specs.Options{IngressNamespace: "ingress-nginx", DNSNamespace: "kube-system", CNPGNamespace: "cnpg-system",
+		BaseDomain: "coops.test", Expose: specs.ExposeOptions{ClusterIssuer: "letsencrypt"}}
+	testConfig = Config{Specs: testOptions, CNPGInstalled: true}
 	// mainPostgres is the shared server most tests' coops are placed on.
 	mainPostgres *testenv.Postgres
 )
@@ -249,6 +250,7 @@ func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) ct
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  Scheme,
 		Cache:   CacheOptions(testConfig),
+		Client:  ClientOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Tests start several managers in one process, one after another.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},

@@ -15,6 +15,8 @@ const (
 	NamespaceReadyCondition = "NamespaceReady"
 	// DatabaseReadyCondition is True when the coop's database and its Secret are ready.
 	DatabaseReadyCondition = "DatabaseReady"
+	// AppsReadyCondition is True when every app of the coop is rolled out, or hibernates.
+	AppsReadyCondition = "AppsReady"
 )
 
 // Reasons of the Cooperative conditions.
@@ -63,6 +65,21 @@ const (
 	CloudNativePGMissingReason = "CloudNativePGMissing"
 	// DatabaseErrorReason: the server refused a statement for another reason; retried with backoff.
 	DatabaseErrorReason = "DatabaseError"
+
+	// AppsAvailableReason: every app is rolled out, or hibernates.
+	AppsAvailableReason = "Available"
+	// AppsProgressingReason: an app is rolling out.
+	AppsProgressingReason = "RollingOut"
+	// BlueprintNotFoundReason: an app names a Blueprint that does not exist.
+	BlueprintNotFoundReason = "BlueprintNotFound"
+	// BlueprintNotReadyReason: an app's Blueprint fails its own checks.
+	BlueprintNotReadyReason = "BlueprintNotReady"
+	// VersionNotOfferedReason: an app asks for a version its Blueprint does not offer.
+	VersionNotOfferedReason = "VersionNotOffered"
+	// AppChecksFailedReason: an app's rendered objects fail the checks for this coop, such as its plan's limits.
+	AppChecksFailedReason = "ChecksFailed"
+	// TooManyAppsReason: the coop runs more apps than its plan's maxApps.
+	TooManyAppsReason = "TooManyApps"
 
 	// BlueprintValidReason: every version of a Blueprint renders and passes the checks.
 	BlueprintValidReason = "Valid"

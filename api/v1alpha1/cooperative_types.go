@@ -79,11 +79,72 @@ type CooperativeSpec struct {
 	// +optional
 	Database CooperativeDatabase `json:"database,omitempty"`
 
+	// apps are the catalog apps the coop runs.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=20
+	// +optional
+	Apps []CooperativeApp `json:"apps,omitempty"`
+
 	// deletionPolicy says whether the coop's database and backups are kept
 	// (Retain) or removed (Delete) when this Cooperative is deleted.
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// CooperativeApp is one catalog app a coop runs.
+type CooperativeApp struct {
+	// name of the app in the coop: it prefixes the app's objects and is the
+	// first label of its default hostname, <name>.<coop>.<base domain>.
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=20
+	// +required
+	Name string `json:"name"`
+
+	// blueprint is the name of the catalog's Blueprint.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Blueprint string `json:"blueprint"`
+
+	// version is one of the Blueprint's versions.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +required
+	Version string `json:"version"`
+
+	// domains are the coop's own hostnames for the app, besides the default one.
+	// +kubebuilder:validation:MaxItems=10
+	// +listType=set
+	// +optional
+	Domains []string `json:"domains,omitempty"`
+
+	// hibernate scales the app to zero and keeps its data.
+	// +optional
+	Hibernate bool `json:"hibernate,omitempty"`
+}
+
+// AppStatus is what the operator observed of one app.
+type AppStatus struct {
+	// name of the app.
+	Name string `json:"name"`
+
+	// version serving.
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// urls the app answers on.
+	// +optional
+	URLs []string `json:"urls,omitempty"`
+
+	// ready is true when every workload of the app is available, or the
+	// app hibernates.
+	Ready bool `json:"ready"`
+
+	// message says why the app is not ready.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // CooperativeDatabase is what a coop asks of its database.
@@ -160,6 +221,12 @@ type CooperativeStatus struct {
 	// database says where the coop's data lives.
 	// +optional
 	Database *DatabaseStatus `json:"database,omitempty"`
+
+	// apps is what the operator observed of each app.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Apps []AppStatus `json:"apps,omitempty"`
 
 	// conditions are Ready, a summary, and one condition per part of the coop.
 	// +listType=map

@@ -26,6 +26,9 @@ func runManager(args []string) error {
 		dnsNS         = fs.String("dns-namespace", "kube-system", "Namespace of the cluster DNS, which coop pods may reach.")
 		databaseCIDRs = fs.String("database-cidrs", "", "Comma-separated networks of the shared database servers, which coop pods may reach on port 5432.")
 		cnpgNS        = fs.String("cnpg-namespace", "cnpg-system", "Namespace of the CloudNativePG operator, which manages coops' dedicated databases.")
+		baseDomain    = fs.String("base-domain", "", "Apps get the hostname <app>.<coop>.<base-domain>; empty: apps are not exposed.")
+		ingressClass  = fs.String("ingress-class", "", "IngressClass of app Ingresses; empty: the cluster's default.")
+		clusterIssuer = fs.String("cluster-issuer", "", "cert-manager ClusterIssuer for app certificates; empty: no certificates are asked for.")
 		concurrency   = fs.Int("max-concurrent-reconciles", 4, "How many cooperatives are reconciled at once.")
 	)
 	zapOpts := zap.Options{}
@@ -54,6 +57,8 @@ func runManager(args []string) error {
 			DNSNamespace:     *dnsNS,
 			DatabaseCIDRs:    cidrs,
 			CNPGNamespace:    *cnpgNS,
+			BaseDomain:       *baseDomain,
+			Expose:           specs.ExposeOptions{IngressClass: *ingressClass, ClusterIssuer: *clusterIssuer},
 		},
 		CNPGInstalled:           cnpg,
 		MaxConcurrentReconciles: *concurrency,
@@ -61,6 +66,7 @@ func runManager(args []string) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  controllers.Scheme,
 		Cache:                   controllers.CacheOptions(config),
+		Client:                  controllers.ClientOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,

@@ -39,6 +39,10 @@ type Options struct {
 	DatabaseCIDRs []string
 	// CNPGNamespace is where the CloudNativePG operator runs.
 	CNPGNamespace string
+	// BaseDomain gives every app the hostname <app>.<coop>.<BaseDomain>.
+	BaseDomain string
+	// Expose says how apps are exposed.
+	Expose ExposeOptions
 }
 
 func resourceCount(n int32) *resource.Quantity {

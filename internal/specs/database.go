@@ -102,7 +102,6 @@ func Cluster(coop *v1alpha1.Cooperative, plan *v1alpha1.Plan) *unstructured.Unst
 	if d.Storage != nil {
 		size = *d.Storage
 	}
-	owner := OwnerReference(coop)
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "postgresql.cnpg.io/v1",
 		"kind":       "Cluster",
@@ -110,14 +109,6 @@ func Cluster(coop *v1alpha1.Cooperative, plan *v1alpha1.Plan) *unstructured.Unst
 			"name":      ClusterName,
 			"namespace": coop.NamespaceName(),
 			"labels":    toAnyMap(Labels(coop)),
-			"ownerReferences": []any{map[string]any{
-				"apiVersion":         *owner.APIVersion,
-				"kind":               *owner.Kind,
-				"name":               *owner.Name,
-				"uid":                string(*owner.UID),
-				"controller":         true,
-				"blockOwnerDeletion": true,
-			}},
 		},
 		"spec": map[string]any{
 			"instances":             instances,
@@ -130,6 +121,7 @@ func Cluster(coop *v1alpha1.Cooperative, plan *v1alpha1.Plan) *unstructured.Unst
 			}},
 		},
 	}}
+	Own(u, coop)
 	return u
 }
 

@@ -1,0 +1,250 @@
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/blueprint"
+	"cooperator.dev/cooperator/internal/specs"
+	"cooperator.dev/cooperator/internal/ssa"
+)
+
+// +kubebuilder:rbac:groups=cooperator.dev,resources=blueprints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=create;delete
+// +kubebuilder:rbac:groups="",resources=services;configmaps;persistentvolumeclaims;serviceaccounts,verbs=create;update;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=create;update;patch;delete
+
+var errAppInvalid = errors.New("app cannot be rendered")
+
+// appProblem is why one app is not ready; the first one becomes AppsReady's reason.
+type appProblem struct {
+	reason, message string
+	terminal        bool
+}
+
+// reconcileApps renders each app the coop picked from its Blueprint, checks
+// it against the coop's plan, applies it, exposes it, and reports its
+// rollout.
+func (r *CooperativeReconciler) reconcileApps(ctx context.Context, s *scope) (ctrl.Result, error) {
+	coop := s.coop
+	if max := s.plan.Spec.MaxApps; max > 0 && int32(len(coop.Spec.Apps)) > max {
+		setCondition(coop, v1alpha1.AppsReadyCondition, metav1.ConditionFalse, v1alpha1.TooManyAppsReason,
+			fmt.Sprintf("The coop runs %d apps; plan %s allows %d", len(coop.Spec.Apps), s.plan.Name, max))
+		return ctrl.Result{}, reconcile.TerminalError(errAppInvalid)
+	}
+	statuses := make([]v1alpha1.AppStatus, 0, len(coop.Spec.Apps))
+	var first *appProblem
+	for _, app := range coop.Spec.Apps {
+		st, problem, err := r.reconcileApp(ctx, s, app)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("app %s: %w", app.Name, err)
+		}
+		if problem != nil && first == nil {
+			first = problem
+		}
+		statuses = append(statuses, st)
+	}
+	coop.Status.Apps = statuses
+	switch {
+	case first != nil:
+		setCondition(coop, v1alpha1.AppsReadyCondition, metav1.ConditionFalse, first.reason, first.message)
+		if first.terminal {
+			return ctrl.Result{}, reconcile.TerminalError(errAppInvalid)
+		}
+	case len(coop.Spec.Apps) == 0:
+		setCondition(coop, v1alpha1.AppsReadyCondition, metav1.ConditionTrue, v1alpha1.AppsAvailableReason, "The coop runs no apps")
+	default:
+		setCondition(coop, v1alpha1.AppsReadyCondition, metav1.ConditionTrue, v1alpha1.AppsAvailableReason,
+			fmt.Sprintf("%d apps are available", len(coop.Spec.Apps)))
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app v1alpha1.CooperativeApp) (v1alpha1.AppStatus, *appProblem, error) {
+	coop := s.coop
+	st := v1alpha1.AppStatus{Name: app.Name, Version: app.Version}
+	fail := func(reason, format string, args ...any) (v1alpha1.AppStatus, *appProblem, error) {
+		st.Message = fmt.Sprintf(format, args...)
+		return st, &appProblem{reason: reason, message: fmt.Sprintf("App %s: %s", app.Name, st.Message), terminal: true}, nil
+	}
+
+	bp := &v1alpha1.Blueprint{}
+	if err := r.Get(ctx, client.ObjectKey{Name: app.Blueprint}, bp); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fail(v1alpha1.BlueprintNotFoundReason, "Blueprint %q does not exist", app.Blueprint)
+		}
+		return st, nil, err
+	}
+	if c := meta.FindStatusCondition(bp.Status.Conditions, v1alpha1.ReadyCondition); c == nil || c.Status != metav1.ConditionTrue || bp.Status.ObservedGeneration != bp.Generation {
+		return fail(v1alpha1.BlueprintNotReadyReason, "Blueprint %q has not passed its checks", app.Blueprint)
+	}
+	var hosts []string
+	if r.Options.BaseDomain != "" {
+		hosts = append(hosts, fmt.Sprintf("%s.%s.%s", app.Name, coop.Name, r.Options.BaseDomain))
+	}
+	hostname := ""
+	if len(hosts) > 0 {
+		hostname = hosts[0]
+	}
+	in, err := blueprint.InputFor(bp, app.Version, coop.NamespaceName(), app.Name, hostname, specs.AppLabels(coop, app.Name))
+	if err != nil {
+		return fail(v1alpha1.VersionNotOfferedReason, "Blueprint %q does not offer version %q", app.Blueprint, app.Version)
+	}
+	if err := r.applyGenerated(ctx, coop, app.Name, bp); err != nil {
+		return st, nil, err
+	}
+	objs, err := blueprint.Render(blueprint.Files(bp), in)
+	if err != nil {
+		return fail(v1alpha1.AppChecksFailedReason, "rendering failed")
+	}
+	defaults := s.plan.Spec.EffectiveContainerDefaults()
+	violations, err := blueprint.Check(objs, blueprint.Budget{
+		CPU: s.plan.Spec.Quota.CPU, Memory: s.plan.Spec.Quota.Memory,
+		DefaultCPU: *defaults.Limits.CPU, DefaultMemory: *defaults.Limits.Memory,
+	})
+	if err != nil {
+		return st, nil, err
+	}
+	if len(violations) > 0 {
+		return fail(v1alpha1.AppChecksFailedReason, "%s", violations[0].String())
+	}
+
+	for _, obj := range objs {
+		specs.Own(obj, coop)
+		if app.Hibernate && isWorkload(obj) {
+			_ = unstructured.SetNestedField(obj.Object, int64(0), "spec", "replicas")
+		}
+		if _, err := ssa.ApplyUnstructured(ctx, r.Client, obj); err != nil {
+			return st, nil, fmt.Errorf("while applying %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	if e := bp.Spec.Expose; e != nil && len(hosts) > 0 {
+		ing := specs.AppIngress(coop, app.Name, app.Name+"-"+e.Service, e.Port, hosts, r.Options.Expose)
+		if _, err := ssa.Apply(ctx, r.Client, &networkingv1.Ingress{}, ing, networkingv1ac.ExtractIngress); err != nil {
+			return st, nil, fmt.Errorf("while applying the Ingress: %w", err)
+		}
+		for _, h := range hosts {
+			st.URLs = append(st.URLs, "https://"+h)
+		}
+	}
+
+	waiting, err := r.rolloutWaiting(ctx, objs)
+	if err != nil {
+		return st, nil, err
+	}
+	if waiting != "" {
+		st.Message = waiting
+		return st, &appProblem{reason: v1alpha1.AppsProgressingReason, message: fmt.Sprintf("App %s: %s", app.Name, waiting)}, nil
+	}
+	st.Ready = true
+	if app.Hibernate {
+		st.Message = "Hibernating: scaled to zero, data kept"
+	}
+	return st, nil, nil
+}
+
+func isWorkload(obj *unstructured.Unstructured) bool {
+	return obj.GetKind() == "Deployment" || obj.GetKind() == "StatefulSet"
+}
+
+// rolloutWaiting names the first workload whose rollout is not complete.
+func (r *CooperativeReconciler) rolloutWaiting(ctx context.Context, objs []*unstructured.Unstructured) (string, error) {
+	for _, obj := range objs {
+		if !isWorkload(obj) {
+			continue
+		}
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(obj.GroupVersionKind())
+		if err := r.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+			if apierrors.IsNotFound(err) {
+				return fmt.Sprintf("%s %s is being created", obj.GetKind(), obj.GetName()), nil
+			}
+			return "", err
+		}
+		if !rolledOut(live) {
+			return fmt.Sprintf("%s %s is rolling out", obj.GetKind(), obj.GetName()), nil
+		}
+	}
+	return "", nil
+}
+
+// rolledOut reads a Deployment's or StatefulSet's status as kubectl
+// rollout status does.
+func rolledOut(u *unstructured.Unstructured) bool {
+	get := func(path ...string) int64 {
+		v, _, _ := unstructured.NestedInt64(u.Object, path...)
+		return v
+	}
+	want, found, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+	if !found {
+		want = 1
+	}
+	if get("status", "observedGeneration") < u.GetGeneration() {
+		return false
+	}
+	if want == 0 {
+		return get("status", "replicas") == 0
+	}
+	available := get("status", "availableReplicas")
+	if u.GetKind() == "StatefulSet" {
+		available = get("status", "readyReplicas")
+	}
+	return get("status", "updatedReplicas") == want && available == want && get("status", "replicas") == want
+}
+
+// applyGenerated keeps one Secret of the app's Generated parameters: values
+// already made are kept, missing ones are made with crypto/rand.
+func (r *CooperativeReconciler) applyGenerated(ctx context.Context, coop *v1alpha1.Cooperative, app string, bp *v1alpha1.Blueprint) error {
+	var generated []v1alpha1.BlueprintParameter
+	for _, p := range bp.Spec.Parameters {
+		if p.Source == v1alpha1.ParameterGenerated {
+			generated = append(generated, p)
+		}
+	}
+	if len(generated) == 0 {
+		return nil
+	}
+	existing := &corev1.Secret{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: coop.NamespaceName(), Name: specs.AppSecretName(app)}, existing)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	values := map[string]string{}
+	for _, p := range generated {
+		if v := existing.Data[p.Name]; len(v) > 0 {
+			values[p.Name] = string(v)
+			continue
+		}
+		n := p.Length
+		if n == 0 {
+			n = 32
+		}
+		b := make([]byte, n)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		values[p.Name] = strings.TrimRight(base64.RawURLEncoding.EncodeToString(b), "=")
+	}
+	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, specs.AppSecret(coop, app, values), corev1ac.ExtractSecret); err != nil {
+		return fmt.Errorf("while applying the app's Secret: %w", err)
+	}
+	return nil
+}
