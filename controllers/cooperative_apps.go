@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,6 +29,7 @@ import (
 
 // +kubebuilder:rbac:groups=cooperator.dev,resources=blueprints,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=create;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps;persistentvolumeclaims;serviceaccounts,verbs=create;update;patch;delete
 // +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=create;update;patch;delete
@@ -63,6 +65,9 @@ func (r *CooperativeReconciler) reconcileApps(ctx context.Context, s *scope) (ct
 		statuses = append(statuses, st)
 	}
 	coop.Status.Apps = statuses
+	if err := r.pruneApps(ctx, coop); err != nil {
+		return ctrl.Result{}, err
+	}
 	switch {
 	case first != nil:
 		setCondition(coop, v1alpha1.AppsReadyCondition, metav1.ConditionFalse, first.reason, first.message)
@@ -245,6 +250,47 @@ func (r *CooperativeReconciler) applyGenerated(ctx context.Context, coop *v1alph
 	}
 	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, specs.AppSecret(coop, app, values), corev1ac.ExtractSecret); err != nil {
 		return fmt.Errorf("while applying the app's Secret: %w", err)
+	}
+	return nil
+}
+
+// appKinds are the kinds an app may bring (see blueprint.Check), less
+// PersistentVolumeClaims: an app taken out of spec.apps leaves its data.
+var appKinds = []schema.GroupVersionKind{
+	{Group: "apps", Version: "v1", Kind: "Deployment"},
+	{Group: "apps", Version: "v1", Kind: "StatefulSet"},
+	{Group: "batch", Version: "v1", Kind: "Job"},
+	{Group: "batch", Version: "v1", Kind: "CronJob"},
+	{Version: "v1", Kind: "Service"},
+	{Version: "v1", Kind: "ConfigMap"},
+	{Version: "v1", Kind: "Secret"},
+	{Version: "v1", Kind: "ServiceAccount"},
+	{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"},
+}
+
+// pruneApps deletes what apps no longer in spec.apps left behind, but for
+// their volumes.
+func (r *CooperativeReconciler) pruneApps(ctx context.Context, coop *v1alpha1.Cooperative) error {
+	keep := map[string]bool{}
+	for _, a := range coop.Spec.Apps {
+		keep[a.Name] = true
+	}
+	for _, gvk := range appKinds {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := r.List(ctx, list, client.InNamespace(coop.NamespaceName()), client.HasLabels{specs.AppLabel}); err != nil {
+			return fmt.Errorf("while listing %s: %w", gvk.Kind, err)
+		}
+		for i := range list.Items {
+			obj := &list.Items[i]
+			if keep[obj.GetLabels()[specs.AppLabel]] || !obj.GetDeletionTimestamp().IsZero() {
+				continue
+			}
+			if err := r.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("while deleting %s %s of a removed app: %w", gvk.Kind, obj.GetName(), err)
+			}
+			ctrl.LoggerFrom(ctx).Info("Deleted an object of a removed app", "kind", gvk.Kind, "name", obj.GetName())
+		}
 	}
 	return nil
 }

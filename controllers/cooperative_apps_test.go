@@ -99,6 +99,24 @@ func TestAppsRollOutUpgradeAndHibernate(t *testing.T) {
 			meta.IsStatusConditionTrue(c.Status.Conditions, v1alpha1.ReadyCondition) && c.Status.ObservedGeneration == c.Generation &&
 			strings.Contains(c.Status.Apps[0].Message, "Hibernating"), nil
 	})
+
+	// Taken out of spec.apps, the app's objects go.
+	update(t, "shop", func(c *v1alpha1.Cooperative) { c.Spec.Apps = nil })
+	waitFor(t, 60*time.Second, "the removed app's objects to go", func(ctx context.Context) (bool, error) {
+		var deployments appsv1.DeploymentList
+		var ingresses networkingv1.IngressList
+		if err := adminClient.List(ctx, &deployments, client.InNamespace("coop-shop")); err != nil {
+			return false, err
+		}
+		if err := adminClient.List(ctx, &ingresses, client.InNamespace("coop-shop")); err != nil {
+			return false, err
+		}
+		return len(deployments.Items) == 0 && len(ingresses.Items) == 0, nil
+	})
+	coop = waitReady(t, "shop")
+	if len(coop.Status.Apps) != 0 {
+		t.Errorf("status.apps still lists %+v", coop.Status.Apps)
+	}
 }
 
 func TestAppsThatDoNotFitAreRefusedWithAReason(t *testing.T) {
