@@ -132,6 +132,16 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 		return fail(v1alpha1.AppChecksFailedReason, "%s", violations[0].String())
 	}
 
+	if m := bp.Spec.Migration; m != nil {
+		if serving := servingVersion(coop, app.Name); serving != app.Version {
+			problem, err := r.migrate(ctx, coop, app, m, objs, serving)
+			if err != nil || problem != nil {
+				st.Version, st.Message = serving, problemMessage(problem)
+				return st, problem, err
+			}
+		}
+	}
+
 	for _, obj := range objs {
 		specs.Own(obj, coop)
 		if app.Hibernate && isWorkload(obj) {
@@ -164,6 +174,57 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 		st.Message = "Hibernating: scaled to zero, data kept"
 	}
 	return st, nil, nil
+}
+
+// servingVersion is the version the app ran at the end of the last pass.
+func servingVersion(coop *v1alpha1.Cooperative, app string) string {
+	for _, a := range coop.Status.Apps {
+		if a.Name == app {
+			return a.Version
+		}
+	}
+	return ""
+}
+
+func problemMessage(p *appProblem) string {
+	if p == nil {
+		return ""
+	}
+	return p.message
+}
+
+// migrate runs the app's migration for its new version as a Job. Until the
+// Job succeeds, the new version is not applied, so the old one keeps
+// serving; a failed Job stops the upgrade and says so.
+func (r *CooperativeReconciler) migrate(ctx context.Context, coop *v1alpha1.Cooperative, app v1alpha1.CooperativeApp,
+	m *v1alpha1.BlueprintMigration, objs []*unstructured.Unstructured, serving string) (*appProblem, error) {
+	job, err := blueprint.MigrationJob(objs, m, app.Name+"-", app.Name, app.Version)
+	if err != nil {
+		return &appProblem{reason: v1alpha1.AppChecksFailedReason, message: fmt.Sprintf("App %s: %v", app.Name, err), terminal: true}, nil
+	}
+	specs.Own(job, coop)
+	if _, err := ssa.ApplyUnstructured(ctx, r.Client, job); err != nil {
+		return nil, fmt.Errorf("while applying the migration Job: %w", err)
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(job.GroupVersionKind())
+	if err := r.Get(ctx, client.ObjectKeyFromObject(job), live); client.IgnoreNotFound(err) != nil {
+		return nil, err
+	}
+	still := "nothing serves yet"
+	if serving != "" {
+		still = fmt.Sprintf("version %s still serves", serving)
+	}
+	switch blueprint.StateOf(live) {
+	case blueprint.JobSucceeded:
+		return nil, nil
+	case blueprint.JobFailed:
+		return &appProblem{reason: v1alpha1.MigrationFailedReason, terminal: true, message: fmt.Sprintf(
+			"App %s: the migration to version %s failed (Job %s; see its logs); %s", app.Name, app.Version, job.GetName(), still)}, nil
+	default:
+		return &appProblem{reason: v1alpha1.MigratingReason, message: fmt.Sprintf(
+			"App %s: migrating to version %s (Job %s); %s", app.Name, app.Version, job.GetName(), still)}, nil
+	}
 }
 
 func isWorkload(obj *unstructured.Unstructured) bool {

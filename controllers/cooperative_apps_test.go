@@ -7,6 +7,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -22,6 +23,7 @@ func TestAppsRollOutUpgradeAndHibernate(t *testing.T) {
 	bp.Spec.Versions = append(bp.Spec.Versions, v1alpha1.BlueprintVersion{Version: "1.1",
 		Images: []v1alpha1.BlueprintImage{{Name: "example.org/web", Tag: "1.1.0"}}})
 	bp.Spec.Parameters = append(bp.Spec.Parameters, v1alpha1.BlueprintParameter{Name: "secret_key_base", Source: v1alpha1.ParameterGenerated, Length: 32})
+	bp.Spec.Migration = &v1alpha1.BlueprintMigration{Workload: "web", Container: "web", Command: []string{"bin/migrate"}}
 	coop := newCoop("shop", "apps-plan")
 	coop.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "store", Blueprint: "web-app", Version: "1.0"}}
 	create(t, bp, newPlan("apps-plan"), coop)
@@ -29,6 +31,12 @@ func TestAppsRollOutUpgradeAndHibernate(t *testing.T) {
 
 	if len(coop.Status.Apps) != 1 || !coop.Status.Apps[0].Ready || coop.Status.Apps[0].URLs[0] != "https://store.shop.coops.test" {
 		t.Errorf("status.apps = %+v", coop.Status.Apps)
+	}
+	// The migration ran, to completion, before the app was applied.
+	migration := &batchv1.Job{}
+	mustGet(t, "coop-shop", "store-migrate-1-0", migration)
+	if migration.Status.Succeeded != 1 || migration.Spec.Template.Spec.Containers[0].Command[0] != "bin/migrate" {
+		t.Errorf("migration Job: succeeded %d, command %v", migration.Status.Succeeded, migration.Spec.Template.Spec.Containers[0].Command)
 	}
 	deployment := &appsv1.Deployment{}
 	mustGet(t, "coop-shop", "store-web", deployment)
@@ -79,6 +87,10 @@ func TestAppsRollOutUpgradeAndHibernate(t *testing.T) {
 			meta.IsStatusConditionTrue(c.Status.Conditions, v1alpha1.AppsReadyCondition) && c.Status.ObservedGeneration == c.Generation &&
 			c.Status.Apps[0].Version == "1.1", nil
 	})
+	mustGet(t, "coop-shop", "store-migrate-1-1", migration)
+	if migration.Spec.Template.Spec.Containers[0].Image != "example.org/web:1.1.0" {
+		t.Errorf("the upgrade's migration ran %s, want the new version's image", migration.Spec.Template.Spec.Containers[0].Image)
+	}
 	mustGet(t, "coop-shop", "store-secrets", secret)
 	if string(secret.Data["secret_key_base"]) != generated {
 		t.Errorf("the generated secret changed on upgrade")

@@ -150,6 +150,7 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&networkingv1.Ingress{}).
 		Owns(workload("Deployment")).
 		Owns(workload("StatefulSet")).
+		Owns(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job"}}).
 		Watches(&v1alpha1.Blueprint{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesUsingBlueprint)).
 		Watches(&v1alpha1.Plan{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnPlan)).
 		Watches(&v1alpha1.DatabaseServer{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnServer),

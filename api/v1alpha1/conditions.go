@@ -78,6 +78,10 @@ const (
 	VersionNotOfferedReason = "VersionNotOffered"
 	// AppChecksFailedReason: an app's rendered objects fail the checks for this coop, such as its plan's limits.
 	AppChecksFailedReason = "ChecksFailed"
+	// MigratingReason: an app's migration Job for its new version runs; the old version serves.
+	MigratingReason = "Migrating"
+	// MigrationFailedReason: an app's migration Job failed; the old version keeps serving.
+	MigrationFailedReason = "MigrationFailed"
 	// TooManyAppsReason: the coop runs more apps than its plan's maxApps.
 	TooManyAppsReason = "TooManyApps"
 

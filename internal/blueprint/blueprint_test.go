@@ -7,6 +7,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
 )
 
 func fixture(t *testing.T, edits ...func(map[string]string)) map[string]string {
@@ -151,5 +153,60 @@ func TestCheck(t *testing.T) {
 				t.Errorf("violations %v, want one saying %q", violations, tc.want)
 			}
 		})
+	}
+}
+
+func TestMigrationJobRunsTheCommandInTheNewVersionsPod(t *testing.T) {
+	objs, err := Render(fixture(t), input())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &v1alpha1.BlueprintMigration{Workload: "web", Container: "web", Command: []string{"bin/migrate", "--yes"}}
+	job, err := MigrationJob(objs, m, "shop-", "shop", "1.4.2+build.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.GetName() != "shop-migrate-1-4-2-build-7" || job.GetNamespace() != "coop-bakers" {
+		t.Errorf("job %s/%s", job.GetNamespace(), job.GetName())
+	}
+	containers, _, _ := unstructured.NestedSlice(job.Object, "spec", "template", "spec", "containers")
+	c := containers[0].(map[string]any)
+	if c["image"] != "example.org/web:1.4.2" || len(c["command"].([]any)) != 2 || c["ports"] != nil {
+		t.Errorf("migration container = %v", c)
+	}
+	if policy, _, _ := unstructured.NestedString(job.Object, "spec", "template", "spec", "restartPolicy"); policy != "Never" {
+		t.Errorf("restartPolicy = %s", policy)
+	}
+	// The Job passes the same checks as the app.
+	if v, err := Check([]*unstructured.Unstructured{job}, budget()); err != nil || len(v) != 0 {
+		t.Errorf("the migration Job fails the checks: %v %v", v, err)
+	}
+	if _, err := MigrationJob(objs, &v1alpha1.BlueprintMigration{Workload: "web", Container: "nope", Command: []string{"x"}}, "shop-", "shop", "1"); err == nil {
+		t.Error("a missing container was accepted")
+	}
+}
+
+func TestStateOf(t *testing.T) {
+	job := func(conditions ...map[string]any) *unstructured.Unstructured {
+		list := []any{}
+		for _, c := range conditions {
+			list = append(list, c)
+		}
+		return &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"conditions": list}}}
+	}
+	cases := []struct {
+		name string
+		job  *unstructured.Unstructured
+		want JobState
+	}{
+		{"no status", &unstructured.Unstructured{Object: map[string]any{}}, JobRunning},
+		{"complete", job(map[string]any{"type": "SuccessCriteriaMet", "status": "True"}, map[string]any{"type": "Complete", "status": "True"}), JobSucceeded},
+		{"failed", job(map[string]any{"type": "FailureTarget", "status": "True"}, map[string]any{"type": "Failed", "status": "True"}), JobFailed},
+		{"suspended", job(map[string]any{"type": "Suspended", "status": "True"}), JobRunning},
+	}
+	for _, tc := range cases {
+		if got := StateOf(tc.job); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
