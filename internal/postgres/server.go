@@ -295,12 +295,14 @@ func (r *Servers) Lookup(name string) (*Server, bool) {
 	return s, ok
 }
 
-// CloseAll closes every pool, when the operator stops.
+// CloseAll closes every pool, when the operator stops. It does not wait:
+// a pool waits for its connections to come back, and a reconcile still
+// draining must not hold up the operator's shutdown.
 func (r *Servers) CloseAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for name, s := range r.servers {
-		s.Close()
+		go s.Close()
 		delete(r.servers, name)
 	}
 }
