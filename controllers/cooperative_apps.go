@@ -9,14 +9,12 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -151,14 +149,11 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 			return st, nil, fmt.Errorf("while applying %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
 	}
-	if e := bp.Spec.Expose; e != nil && len(hosts) > 0 {
-		ing := specs.AppIngress(coop, app.Name, app.Name+"-"+e.Service, e.Port, hosts, r.Options.Expose)
-		if _, err := ssa.Apply(ctx, r.Client, &networkingv1.Ingress{}, ing, networkingv1ac.ExtractIngress); err != nil {
-			return st, nil, fmt.Errorf("while applying the Ingress: %w", err)
-		}
-		for _, h := range hosts {
-			st.URLs = append(st.URLs, "https://"+h)
-		}
+	if e := bp.Spec.Expose; e != nil {
+		// The domains phase claims and verifies the custom domains, and
+		// exposes the app on them and on its default hostname.
+		s.exposures = append(s.exposures, exposure{app: app.Name, service: app.Name + "-" + e.Service, port: e.Port,
+			hosts: hosts, domains: app.Domains})
 	}
 
 	waiting, err := r.rolloutWaiting(ctx, objs)

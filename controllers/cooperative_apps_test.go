@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
@@ -156,12 +157,18 @@ func TestAppsThatDoNotFitAreRefusedWithAReason(t *testing.T) {
 	}
 }
 
+// update edits a coop as a person would, again if the operator wrote it meanwhile.
 func update(t *testing.T, name string, edit func(*v1alpha1.Cooperative)) {
 	t.Helper()
-	c := &v1alpha1.Cooperative{}
-	mustGet(t, "", name, c)
-	edit(c)
-	if err := adminClient.Update(context.Background(), c); err != nil {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := &v1alpha1.Cooperative{}
+		if err := adminClient.Get(context.Background(), client.ObjectKey{Name: name}, c); err != nil {
+			return err
+		}
+		edit(c)
+		return adminClient.Update(context.Background(), c)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/dns"
 	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/specs"
 )
@@ -43,6 +44,10 @@ type CooperativeReconciler struct {
 	Servers *postgres.Servers
 	// CNPGInstalled says whether the CloudNativePG Cluster kind is served.
 	CNPGInstalled bool
+	// DNS checks the TXT records of custom domains.
+	DNS dns.Verifier
+	// DomainRecheck is how often verified domains are checked again.
+	DomainRecheck time.Duration
 	// MaxConcurrentReconciles is how many coops are reconciled at once.
 	MaxConcurrentReconciles int
 
@@ -56,6 +61,16 @@ type scope struct {
 	original *v1alpha1.Cooperative
 	// plan is set by resolvePlan.
 	plan *v1alpha1.Plan
+	// exposures is set by reconcileApps: the apps that serve HTTP.
+	exposures []exposure
+}
+
+// exposure is an app that serves HTTP, and where.
+type exposure struct {
+	app, service string
+	port         int32
+	// hosts are the platform's hostnames of the app; domains the coop's own.
+	hosts, domains []string
 }
 
 type phaseFunc func(ctx context.Context, s *scope) (ctrl.Result, error)
@@ -88,6 +103,7 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.reconcileNamespace,
 		r.reconcileDatabase,
 		r.reconcileApps,
+		r.reconcileDomains,
 	})
 }
 
@@ -111,6 +127,7 @@ const (
 	planIndex      = "spec.plan"
 	serverIndex    = "metadata.annotations.database-server"
 	blueprintIndex = "spec.apps.blueprint"
+	domainIndex    = "spec.apps.domains"
 )
 
 // SetupWithManager registers the reconciler. Children are watched so that a
@@ -137,6 +154,15 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Cooperative{}, domainIndex, func(o client.Object) []string {
+		var hosts []string
+		for _, a := range o.(*v1alpha1.Cooperative).Spec.Apps {
+			hosts = append(hosts, a.Domains...)
+		}
+		return hosts
+	}); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Annotations carry requests such as a password rotation.
 		For(&v1alpha1.Cooperative{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -152,6 +178,9 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(workload("StatefulSet")).
 		Owns(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job"}}).
 		Watches(&v1alpha1.Blueprint{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesUsingBlueprint)).
+		// A released claim lets a coop waiting for that hostname take it.
+		Watches(&v1alpha1.DomainClaim{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesWantingDomain),
+			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		Watches(&v1alpha1.Plan{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnPlan)).
 		Watches(&v1alpha1.DatabaseServer{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnServer),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, serverReadyChanged{}))).
@@ -183,6 +212,19 @@ func (r *CooperativeReconciler) cooperativesUsingBlueprint(ctx context.Context, 
 	var coops v1alpha1.CooperativeList
 	if err := r.List(ctx, &coops, client.MatchingFields{blueprintIndex: bp.GetName()}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives using blueprint", "blueprint", bp.GetName())
+		return nil
+	}
+	reqs := make([]ctrl.Request, 0, len(coops.Items))
+	for _, c := range coops.Items {
+		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	}
+	return reqs
+}
+
+func (r *CooperativeReconciler) cooperativesWantingDomain(ctx context.Context, claim client.Object) []ctrl.Request {
+	var coops v1alpha1.CooperativeList
+	if err := r.List(ctx, &coops, client.MatchingFields{domainIndex: claim.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives wanting a domain", "domain", claim.GetName())
 		return nil
 	}
 	reqs := make([]ctrl.Request, 0, len(coops.Items))

@@ -21,6 +21,7 @@ var partConditions = []string{
 	v1alpha1.NamespaceReadyCondition,
 	v1alpha1.DatabaseReadyCondition,
 	v1alpha1.AppsReadyCondition,
+	v1alpha1.DomainsReadyCondition,
 }
 
 // finalizeStatus summarises the pass into Ready, Reconciling and Stalled,

@@ -27,7 +27,8 @@ func TestSummarize(t *testing.T) {
 	}{
 		{name: "every part ready", parts: []metav1.Condition{namespaceReady(metav1.ConditionTrue, "Applied"),
 			{Type: v1alpha1.DatabaseReadyCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.DatabaseProvisionedReason},
-			{Type: v1alpha1.AppsReadyCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.AppsAvailableReason}},
+			{Type: v1alpha1.AppsReadyCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.AppsAvailableReason},
+			{Type: v1alpha1.DomainsReadyCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.DomainsVerifiedReason}},
 			wantReady: metav1.ConditionTrue, wantReason: v1alpha1.ReadyReason, wantObserved: true},
 		{name: "plan missing", err: reconcile.TerminalError(errPlanNotFound),
 			wantReady: metav1.ConditionFalse, wantReason: v1alpha1.PlanNotFoundReason, wantStalled: true, wantObserved: true},

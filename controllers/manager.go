@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/dns"
 	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
@@ -36,6 +38,10 @@ type Config struct {
 	// CNPGInstalled says whether CloudNativePG's Cluster kind is served;
 	// see CNPGInstalled.
 	CNPGInstalled bool
+	// DNS checks custom domains' TXT records.
+	DNS dns.Verifier
+	// DomainRecheck is how often custom domains are checked again.
+	DomainRecheck time.Duration
 	// MaxConcurrentReconciles is how many coops are reconciled at once.
 	MaxConcurrentReconciles int
 }
@@ -53,6 +59,7 @@ func CacheOptions(cfg Config) cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&v1alpha1.Cooperative{}: everything, &v1alpha1.Plan{}: everything,
 			&v1alpha1.DatabaseServer{}: everything, &v1alpha1.Blueprint{}: everything,
+			&v1alpha1.DomainClaim{}: everything,
 		},
 		DefaultTransform: ssa.StripForeignManagedFields,
 	}
@@ -85,6 +92,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		Options:                 cfg.Specs,
 		Servers:                 servers,
 		CNPGInstalled:           cfg.CNPGInstalled,
+		DNS:                     cfg.DNS,
+		DomainRecheck:           cfg.DomainRecheck,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 	}
 	if err := coops.SetupWithManager(ctx, mgr); err != nil {

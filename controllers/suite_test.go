@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/dns"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/testenv"
 )
@@ -49,6 +51,8 @@ var (
 	testConfig = Config{Specs: testOptions, CNPGInstalled: true}
 	// mainPostgres is the shared server most tests' coops are placed on.
 	mainPostgres *testenv.Postgres
+	// dnsServer is the DNS provider of the coops' custom domains.
+	dnsServer *testenv.DNSServer
 )
 
 // Test database servers: plans select them by the label pool.
@@ -78,6 +82,13 @@ func TestMain(m *testing.M) {
 		env.Stop()
 		os.Exit(1)
 	}
+	dnsServer, err = testenv.StartDNS()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting DNS:", err)
+		os.Exit(1)
+	}
+	testConfig.DNS = dns.Verifier{Resolver: dnsServer.Addr, Timeout: time.Second}
+	testConfig.DomainRecheck = 2 * time.Second
 	code := 1
 	if err := setupCluster(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up the local control plane:", err)
@@ -275,7 +286,11 @@ func startOperator(t testing.TB) (stop func()) {
 	go func() {
 		defer wg.Done()
 		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager stopped: %v", err)
+			if f, ferr := os.Create(filepath.Join(env.Dir, "shutdown-goroutines.txt")); ferr == nil {
+				_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+				_ = f.Close()
+			}
+			t.Errorf("manager stopped: %v (goroutines in %s)", err, filepath.Join(env.Dir, "shutdown-goroutines.txt"))
 		}
 	}()
 	stop = func() {

@@ -17,6 +17,8 @@ const (
 	DatabaseReadyCondition = "DatabaseReady"
 	// AppsReadyCondition is True when every app of the coop is rolled out, or hibernates.
 	AppsReadyCondition = "AppsReady"
+	// DomainsReadyCondition is True when every custom domain is held and verified.
+	DomainsReadyCondition = "DomainsReady"
 )
 
 // Reasons of the Cooperative conditions.
@@ -84,6 +86,17 @@ const (
 	MigrationFailedReason = "MigrationFailed"
 	// TooManyAppsReason: the coop runs more apps than its plan's maxApps.
 	TooManyAppsReason = "TooManyApps"
+
+	// DomainsVerifiedReason: every custom domain is held and its TXT record verified.
+	DomainsVerifiedReason = "Verified"
+	// DomainClaimedReason: another coop holds a hostname this coop asks for.
+	DomainClaimedReason = "DomainClaimed"
+	// DomainUnverifiedReason: a custom domain's TXT record is missing or holds another token.
+	DomainUnverifiedReason = "DomainUnverified"
+	// DomainInvalidReason: a custom domain is under the platform's base domain, or not a hostname.
+	DomainInvalidReason = "DomainInvalid"
+	// DNSUnavailableReason: the resolver did not answer; retried.
+	DNSUnavailableReason = "DNSUnavailable"
 
 	// BlueprintValidReason: every version of a Blueprint renders and passes the checks.
 	BlueprintValidReason = "Valid"

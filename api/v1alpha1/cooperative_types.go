@@ -138,11 +138,37 @@ type AppStatus struct {
 	// +optional
 	URLs []string `json:"urls,omitempty"`
 
+	// domains are the app's custom domains and what the coop must publish
+	// to verify them.
+	// +optional
+	Domains []AppDomainStatus `json:"domains,omitempty"`
+
 	// ready is true when every workload of the app is available, or the
 	// app hibernates.
 	Ready bool `json:"ready"`
 
 	// message says why the app is not ready.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// AppDomainStatus is one custom domain of an app.
+type AppDomainStatus struct {
+	// name is the hostname.
+	Name string `json:"name"`
+
+	// verified is true while the TXT record holds the token and no other coop holds the name.
+	Verified bool `json:"verified"`
+
+	// txtRecord is the name of the TXT record to publish.
+	// +optional
+	TXTRecord string `json:"txtRecord,omitempty"`
+
+	// txtValue is the value to publish in it.
+	// +optional
+	TXTValue string `json:"txtValue,omitempty"`
+
+	// message says why the domain is not verified.
 	// +optional
 	Message string `json:"message,omitempty"`
 }

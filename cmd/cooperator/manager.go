@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -12,6 +13,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"cooperator.dev/cooperator/controllers"
+	"cooperator.dev/cooperator/internal/dns"
 	"cooperator.dev/cooperator/internal/specs"
 )
 
@@ -29,6 +31,10 @@ func runManager(args []string) error {
 		baseDomain    = fs.String("base-domain", "", "Apps get the hostname <app>.<coop>.<base-domain>; empty: apps are not exposed.")
 		ingressClass  = fs.String("ingress-class", "", "IngressClass of app Ingresses; empty: the cluster's default.")
 		clusterIssuer = fs.String("cluster-issuer", "", "cert-manager ClusterIssuer for app certificates; empty: no certificates are asked for.")
+		dnsResolver   = fs.String("dns-resolver", "", "host:port of the DNS resolver that checks custom domains' TXT records; default: the first of /etc/resolv.conf.")
+		recheck       = fs.Duration("domain-recheck-interval", 10*time.Minute, "How often verified custom domains are checked again.")
+		qps           = fs.Int("kube-api-qps", 100, "Requests per second the operator may send to the API server.")
+		burst         = fs.Int("kube-api-burst", 200, "Requests the operator may send at once above kube-api-qps.")
 		concurrency   = fs.Int("max-concurrent-reconciles", 4, "How many cooperatives are reconciled at once.")
 	)
 	zapOpts := zap.Options{}
@@ -47,6 +53,15 @@ func runManager(args []string) error {
 	if err != nil {
 		return fmt.Errorf("while loading the kubeconfig: %w", err)
 	}
+	// Set on purpose: client-go's defaults (5 and 10) throttle a
+	// thousand coops; the API server's priority and fairness protects it.
+	cfg.QPS, cfg.Burst = float32(*qps), *burst
+	resolver := *dnsResolver
+	if resolver == "" {
+		if resolver, err = dns.SystemResolver(); err != nil {
+			return fmt.Errorf("--dns-resolver is not set and the system's resolver is unknown: %w", err)
+		}
+	}
 	cnpg, err := controllers.CNPGInstalled(cfg)
 	if err != nil {
 		return err
@@ -61,6 +76,8 @@ func runManager(args []string) error {
 			Expose:           specs.ExposeOptions{IngressClass: *ingressClass, ClusterIssuer: *clusterIssuer},
 		},
 		CNPGInstalled:           cnpg,
+		DNS:                     dns.Verifier{Resolver: resolver},
+		DomainRecheck:           *recheck,
 		MaxConcurrentReconciles: *concurrency,
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
