@@ -265,6 +265,10 @@ func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) ct
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Tests start several managers in one process, one after another.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		// A manager stopping while a hundred coops are in flight has been
+		// seen to take over the 30 s default; past this, its goroutines are
+		// written out.
+		GracefulShutdownTimeout: ptr.To(2 * time.Minute),
 	})
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)

@@ -59,7 +59,8 @@ func runManager(args []string) error {
 	resolver := *dnsResolver
 	if resolver == "" {
 		if resolver, err = dns.SystemResolver(); err != nil {
-			return fmt.Errorf("--dns-resolver is not set and the system's resolver is unknown: %w", err)
+			// Custom domains then report DNSUnavailable; nothing else needs DNS.
+			ctrl.Log.WithName("setup").Error(err, "No DNS resolver: set --dns-resolver to verify custom domains")
 		}
 	}
 	cnpg, err := controllers.CNPGInstalled(cfg)
