@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -62,9 +63,19 @@ func TestAppsRollOutUpgradeAndHibernate(t *testing.T) {
 	}
 	ing := &networkingv1.Ingress{}
 	mustGet(t, "coop-shop", "store", ing)
-	if ing.Spec.Rules[0].Host != "store.shop.coops.test" || ing.Annotations["cert-manager.io/cluster-issuer"] != "letsencrypt" ||
+	if ing.Spec.Rules[0].Host != "store.shop.coops.test" ||
 		ing.Spec.TLS[0].SecretName != "store-tls" || ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name != "store-web" {
-		t.Errorf("Ingress = %+v %+v", ing.Annotations, ing.Spec)
+		t.Errorf("Ingress = %+v", ing.Spec)
+	}
+	// cert-manager is asked for the certificate the Ingress names.
+	cert := &unstructured.Unstructured{}
+	cert.SetGroupVersionKind(CertManagerCertificate)
+	mustGet(t, "coop-shop", "store", cert)
+	names, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	secretName, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+	issuer, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
+	if len(names) != 1 || names[0] != "store.shop.coops.test" || secretName != "store-tls" || issuer != "letsencrypt" {
+		t.Errorf("Certificate: dnsNames %v, secretName %s, issuer %s", names, secretName, issuer)
 	}
 	secret := &corev1.Secret{}
 	mustGet(t, "coop-shop", "store-secrets", secret)

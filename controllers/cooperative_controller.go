@@ -44,6 +44,8 @@ type CooperativeReconciler struct {
 	Servers *postgres.Servers
 	// CNPGInstalled says whether the CloudNativePG Cluster kind is served.
 	CNPGInstalled bool
+	// CertManagerInstalled says whether cert-manager's Certificate kind is served.
+	CertManagerInstalled bool
 	// DNS checks the TXT records of custom domains.
 	DNS dns.Verifier
 	// DomainRecheck is how often verified domains are checked again.
@@ -196,6 +198,9 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Named("cooperative")
 	if r.CNPGInstalled {
 		b = b.Owns(specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}))
+	}
+	if r.CertManagerInstalled {
+		b = b.Owns(specs.AppCertificate(&v1alpha1.Cooperative{}, "", nil, ""))
 	}
 	return b.Complete(r)
 }

@@ -24,6 +24,7 @@ import (
 )
 
 // +kubebuilder:rbac:groups=cooperator.dev,resources=domainclaims,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=cooperator.dev,resources=domainclaims/status,verbs=get;update;patch
 
 var errDomainInvalid = errors.New("invalid custom domain")
@@ -58,6 +59,11 @@ func (r *CooperativeReconciler) reconcileDomains(ctx context.Context, s *scope) 
 			domains = append(domains, st)
 		}
 		if len(hosts) > 0 {
+			if issuer := r.Options.Expose.ClusterIssuer; issuer != "" && r.CertManagerInstalled {
+				if _, err := ssa.ApplyUnstructured(ctx, r.Client, specs.AppCertificate(coop, e.app, hosts, issuer)); err != nil {
+					return ctrl.Result{}, fmt.Errorf("while applying the Certificate of %s: %w", e.app, err)
+				}
+			}
 			ing := specs.AppIngress(coop, e.app, e.service, e.port, hosts, r.Options.Expose)
 			if _, err := ssa.Apply(ctx, r.Client, &networkingv1.Ingress{}, ing, networkingv1ac.ExtractIngress); err != nil {
 				return ctrl.Result{}, fmt.Errorf("while applying the Ingress of %s: %w", e.app, err)

@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -36,8 +37,10 @@ func init() {
 type Config struct {
 	Specs specs.Options
 	// CNPGInstalled says whether CloudNativePG's Cluster kind is served;
-	// see CNPGInstalled.
+	// see Serves.
 	CNPGInstalled bool
+	// CertManagerInstalled says whether cert-manager's Certificate kind is served.
+	CertManagerInstalled bool
 	// DNS checks custom domains' TXT records.
 	DNS dns.Verifier
 	// DomainRecheck is how often custom domains are checked again.
@@ -92,6 +95,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		Options:                 cfg.Specs,
 		Servers:                 servers,
 		CNPGInstalled:           cfg.CNPGInstalled,
+		CertManagerInstalled:    cfg.CertManagerInstalled,
 		DNS:                     cfg.DNS,
 		DomainRecheck:           cfg.DomainRecheck,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
@@ -109,21 +113,25 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	return nil
 }
 
-// CNPGInstalled says whether the API server serves CloudNativePG's Cluster,
-// which the operator watches only when it is installed. Installing
-// CloudNativePG later needs an operator restart.
-func CNPGInstalled(cfg *rest.Config) (bool, error) {
+// Kinds the operator uses only when they are installed. Installing one later
+// needs an operator restart.
+var (
+	CNPGCluster            = schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"}
+	CertManagerCertificate = schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}
+)
+
+// Serves says whether the API server serves a kind.
+func Serves(cfg *rest.Config, gvk schema.GroupVersionKind) (bool, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return false, err
 	}
-	gvk := specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}).GroupVersionKind()
 	resources, err := dc.ServerResourcesForGroupVersion(gvk.GroupVersion().String())
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("while looking for CloudNativePG: %w", err)
+		return false, fmt.Errorf("while looking for %s: %w", gvk.Kind, err)
 	}
 	for _, r := range resources.APIResources {
 		if r.Kind == gvk.Kind {

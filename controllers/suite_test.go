@@ -48,12 +48,15 @@ var (
 	operatorConfig *rest.Config
 	testOptions    = specs.Options{IngressNamespace: "ingress-nginx", DNSNamespace: "kube-system", CNPGNamespace: "cnpg-system",
 		BaseDomain: "coops.test", Expose: specs.ExposeOptions{ClusterIssuer: "letsencrypt"}}
-	testConfig = Config{Specs: testOptions, CNPGInstalled: true}
+	testConfig = Config{Specs: testOptions, CNPGInstalled: true, CertManagerInstalled: true}
 	// mainPostgres is the shared server most tests' coops are placed on.
 	mainPostgres *testenv.Postgres
 	// dnsServer is the DNS provider of the coops' custom domains.
 	dnsServer *testenv.DNSServer
 )
+
+// certManagerVersion pins the cert-manager whose CRDs the tests install.
+const certManagerVersion = "v1.21.2"
 
 // Test database servers: plans select them by the label pool.
 const (
@@ -125,6 +128,12 @@ func installCRDs(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	// cert-manager's own CRDs, from its module at a pinned version.
+	certManager, err := testenv.ModuleDir("github.com/cert-manager/cert-manager", certManagerVersion)
+	if err != nil {
+		return err
+	}
+	crds = append(crds, filepath.Join(certManager, "deploy", "crds", "cert-manager.io_certificates.yaml"))
 	for _, path := range crds {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		if err := readYAML(path, crd); err != nil {

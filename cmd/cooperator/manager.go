@@ -63,7 +63,11 @@ func runManager(args []string) error {
 			ctrl.Log.WithName("setup").Error(err, "No DNS resolver: set --dns-resolver to verify custom domains")
 		}
 	}
-	cnpg, err := controllers.CNPGInstalled(cfg)
+	cnpg, err := controllers.Serves(cfg, controllers.CNPGCluster)
+	if err != nil {
+		return err
+	}
+	certManager, err := controllers.Serves(cfg, controllers.CertManagerCertificate)
 	if err != nil {
 		return err
 	}
@@ -77,6 +81,7 @@ func runManager(args []string) error {
 			Expose:           specs.ExposeOptions{IngressClass: *ingressClass, ClusterIssuer: *clusterIssuer},
 		},
 		CNPGInstalled:           cnpg,
+		CertManagerInstalled:    certManager,
 		DNS:                     dns.Verifier{Resolver: resolver},
 		DomainRecheck:           *recheck,
 		MaxConcurrentReconciles: *concurrency,

@@ -41,7 +41,8 @@ func AppSecret(coop *v1alpha1.Cooperative, app string, values map[string]string)
 type ExposeOptions struct {
 	// IngressClass of the Ingresses, when set.
 	IngressClass string
-	// ClusterIssuer, when set, asks cert-manager for each app's certificate.
+	// ClusterIssuer, when set and cert-manager is installed, issues each
+	// app's certificate through a Certificate object.
 	ClusterIssuer string
 }
 
@@ -60,14 +61,35 @@ func AppIngress(coop *v1alpha1.Cooperative, app, service string, port int32, hos
 			networkingv1ac.HTTPIngressRuleValue().WithPaths(
 				networkingv1ac.HTTPIngressPath().WithPath("/").WithPathType(pathType).WithBackend(backend))))
 	}
-	ing := networkingv1ac.Ingress(app, coop.NamespaceName()).
+	return networkingv1ac.Ingress(app, coop.NamespaceName()).
 		WithLabels(AppLabels(coop, app)).
 		WithOwnerReferences(OwnerReference(coop)).
 		WithSpec(spec)
-	if opts.ClusterIssuer != "" {
-		ing.WithAnnotations(map[string]string{"cert-manager.io/cluster-issuer": opts.ClusterIssuer})
+}
+
+// AppCertificate asks cert-manager for the certificate of an app's
+// hostnames, stored in the Secret the app's Ingress names.
+func AppCertificate(coop *v1alpha1.Cooperative, app string, hosts []string, issuer string) *unstructured.Unstructured {
+	names := make([]any, len(hosts))
+	for i, h := range hosts {
+		names[i] = h
 	}
-	return ing
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cert-manager.io/v1",
+		"kind":       "Certificate",
+		"metadata": map[string]any{
+			"name":      app,
+			"namespace": coop.NamespaceName(),
+			"labels":    toAnyMap(AppLabels(coop, app)),
+		},
+		"spec": map[string]any{
+			"secretName": app + "-tls",
+			"dnsNames":   names,
+			"issuerRef":  map[string]any{"group": "cert-manager.io", "kind": "ClusterIssuer", "name": issuer},
+		},
+	}}
+	Own(u, coop)
+	return u
 }
 
 // Own makes the coop the controller owner of a rendered app object.
