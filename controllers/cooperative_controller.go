@@ -179,11 +179,11 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(workload("Deployment")).
 		Owns(workload("StatefulSet")).
 		Owns(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job"}}).
-		Watches(&v1alpha1.Blueprint{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesUsingBlueprint)).
+		Watches(&v1alpha1.Blueprint{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesBy(blueprintIndex))).
 		// A released claim lets a coop waiting for that hostname take it.
-		Watches(&v1alpha1.DomainClaim{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesWantingDomain),
+		Watches(&v1alpha1.DomainClaim{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesBy(domainIndex)),
 			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
-		Watches(&v1alpha1.Plan{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnPlan)).
+		Watches(&v1alpha1.Plan{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesBy(planIndex))).
 		Watches(&v1alpha1.DatabaseServer{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnServer),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, serverReadyChanged{}))).
 		WithOptions(controller.Options{
@@ -213,23 +213,18 @@ func workload(kind string) *unstructured.Unstructured {
 	return u
 }
 
-func (r *CooperativeReconciler) cooperativesUsingBlueprint(ctx context.Context, bp client.Object) []ctrl.Request {
-	var coops v1alpha1.CooperativeList
-	if err := r.List(ctx, &coops, client.MatchingFields{blueprintIndex: bp.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives using blueprint", "blueprint", bp.GetName())
-		return nil
+// cooperativesBy maps an object to the coops whose index holds its name:
+// the coops on a plan, using a blueprint, wanting a domain.
+func (r *CooperativeReconciler) cooperativesBy(index string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []ctrl.Request {
+		return r.cooperativesWith(ctx, index, o.GetName())
 	}
-	reqs := make([]ctrl.Request, 0, len(coops.Items))
-	for _, c := range coops.Items {
-		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
-	}
-	return reqs
 }
 
-func (r *CooperativeReconciler) cooperativesWantingDomain(ctx context.Context, claim client.Object) []ctrl.Request {
+func (r *CooperativeReconciler) cooperativesWith(ctx context.Context, index, value string) []ctrl.Request {
 	var coops v1alpha1.CooperativeList
-	if err := r.List(ctx, &coops, client.MatchingFields{domainIndex: claim.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives wanting a domain", "domain", claim.GetName())
+	if err := r.List(ctx, &coops, client.MatchingFields{index: value}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives", "index", index, "value", value)
 		return nil
 	}
 	reqs := make([]ctrl.Request, 0, len(coops.Items))
@@ -242,18 +237,7 @@ func (r *CooperativeReconciler) cooperativesWantingDomain(ctx context.Context, c
 // cooperativesOnServer wakes the coops on a server whose readiness changed,
 // and the coops still waiting for a server.
 func (r *CooperativeReconciler) cooperativesOnServer(ctx context.Context, server client.Object) []ctrl.Request {
-	var reqs []ctrl.Request
-	for _, name := range []string{server.GetName(), ""} {
-		var coops v1alpha1.CooperativeList
-		if err := r.List(ctx, &coops, client.MatchingFields{serverIndex: name}); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives on server", "server", server.GetName())
-			return nil
-		}
-		for _, c := range coops.Items {
-			reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
-		}
-	}
-	return reqs
+	return append(r.cooperativesWith(ctx, serverIndex, server.GetName()), r.cooperativesWith(ctx, serverIndex, "")...)
 }
 
 // serverReadyChanged passes DatabaseServer updates that change its Ready condition.
@@ -269,17 +253,4 @@ func (serverReadyChanged) Update(e event.UpdateEvent) bool {
 	}
 	return meta.IsStatusConditionTrue(oldServer.Status.Conditions, v1alpha1.ReadyCondition) !=
 		meta.IsStatusConditionTrue(newServer.Status.Conditions, v1alpha1.ReadyCondition)
-}
-
-func (r *CooperativeReconciler) cooperativesOnPlan(ctx context.Context, plan client.Object) []ctrl.Request {
-	var coops v1alpha1.CooperativeList
-	if err := r.List(ctx, &coops, client.MatchingFields{planIndex: plan.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing cooperatives on plan", "plan", plan.GetName())
-		return nil
-	}
-	reqs := make([]ctrl.Request, 0, len(coops.Items))
-	for _, c := range coops.Items {
-		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
-	}
-	return reqs
 }
