@@ -13,9 +13,11 @@ import (
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
@@ -66,6 +68,14 @@ func CacheOptions(cfg Config) cache.Options {
 		},
 		DefaultTransform: ssa.StripForeignManagedFields,
 	}
+}
+
+// ControllerConfig turns controller-runtime's priority queue off: with it,
+// a manager stopping while many coops are queued was seen to deadlock (its
+// ready-items loop holds the queue's lock while it hands an item to workers
+// that have already stopped), so the operator never finished shutting down.
+func ControllerConfig() config.Controller {
+	return config.Controller{UsePriorityQueue: ptr.To(false)}
 }
 
 // ClientOptions read unstructured objects (app workloads, CloudNativePG

@@ -25,7 +25,6 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
@@ -267,17 +266,17 @@ func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) ct
 	if wrap != nil {
 		cfg.Wrap(wrap)
 	}
+	// Tests start several managers in one process, one after another.
+	controllerConfig := ControllerConfig()
+	controllerConfig.SkipNameValidation = ptr.To(true)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  Scheme,
-		Cache:   CacheOptions(testConfig),
-		Client:  ClientOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		// Tests start several managers in one process, one after another.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-		// A manager stopping while a hundred coops are in flight has been
-		// seen to take over the 30 s default; past this, its goroutines are
-		// written out.
-		GracefulShutdownTimeout: ptr.To(2 * time.Minute),
+		Scheme:     Scheme,
+		Cache:      CacheOptions(testConfig),
+		Client:     ClientOptions(),
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Controller: controllerConfig,
+		// Past this, the manager's goroutines are written out.
+		GracefulShutdownTimeout: ptr.To(time.Minute),
 	})
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)

@@ -90,6 +90,7 @@ func runManager(args []string) error {
 		Scheme:                  controllers.Scheme,
 		Cache:                   controllers.CacheOptions(config),
 		Client:                  controllers.ClientOptions(),
+		Controller:              controllers.ControllerConfig(),
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
