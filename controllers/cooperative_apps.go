@@ -2,11 +2,8 @@ package controllers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +18,7 @@ import (
 
 	"cooperator.dev/cooperator/api/v1alpha1"
 	"cooperator.dev/cooperator/internal/blueprint"
+	"cooperator.dev/cooperator/internal/secret"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
 )
@@ -298,11 +296,11 @@ func (r *CooperativeReconciler) applyGenerated(ctx context.Context, coop *v1alph
 		if n == 0 {
 			n = 32
 		}
-		b := make([]byte, n)
-		if _, err := rand.Read(b); err != nil {
+		v, err := secret.Token(int(n))
+		if err != nil {
 			return err
 		}
-		values[p.Name] = strings.TrimRight(base64.RawURLEncoding.EncodeToString(b), "=")
+		values[p.Name] = v
 	}
 	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, specs.AppSecret(coop, app, values), corev1ac.ExtractSecret); err != nil {
 		return fmt.Errorf("while applying the app's Secret: %w", err)

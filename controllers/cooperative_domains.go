@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,6 +17,7 @@ import (
 
 	"cooperator.dev/cooperator/api/v1alpha1"
 	"cooperator.dev/cooperator/internal/dns"
+	"cooperator.dev/cooperator/internal/secret"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
 )
@@ -159,18 +158,18 @@ func (r *CooperativeReconciler) holdDomain(ctx context.Context, coop *v1alpha1.C
 // claim creates the DomainClaim named host. The API server lets one create
 // win; a loser reads the winner's claim.
 func (r *CooperativeReconciler) claim(ctx context.Context, coop *v1alpha1.Cooperative, app, host string) (*v1alpha1.DomainClaim, error) {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
+	token, err := secret.Token(24)
+	if err != nil {
 		return nil, err
 	}
 	claim := &v1alpha1.DomainClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: host, Labels: specs.Labels(coop)},
-		Spec:       v1alpha1.DomainClaimSpec{Cooperative: coop.Name, App: app, Token: "cooperator-" + base64.RawURLEncoding.EncodeToString(b)},
+		Spec:       v1alpha1.DomainClaimSpec{Cooperative: coop.Name, App: app, Token: "cooperator-" + token},
 	}
 	if err := ctrl.SetControllerReference(coop, claim, r.Scheme()); err != nil {
 		return nil, err
 	}
-	err := r.Create(ctx, claim)
+	err = r.Create(ctx, claim)
 	if apierrors.IsAlreadyExists(err) {
 		claim = &v1alpha1.DomainClaim{}
 		err = r.APIReader.Get(ctx, client.ObjectKey{Name: host}, claim)

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+
+	"cooperator.dev/cooperator/internal/secret"
 )
 
 // scramIterations is PostgreSQL's default for SCRAM-SHA-256.
@@ -32,14 +34,9 @@ func ScramVerifier(password string, salt []byte) (string, error) {
 	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", scramIterations, b64(salt), b64(storedKey[:]), b64(serverKey)), nil
 }
 
-// NewPassword is 32 random bytes, URL-safe so that it can stand in a URI
-// unescaped.
+// NewPassword is a database password: 32 random bytes, URL-safe.
 func NewPassword() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	return secret.Token(32)
 }
 
 func newVerifier(password string) (string, error) {
