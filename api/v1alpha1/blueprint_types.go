@@ -66,6 +66,12 @@ type BlueprintNeeds struct {
 	// +listType=set
 	// +optional
 	Extensions []string `json:"extensions,omitempty"`
+
+	// redis: the app needs a Redis of its own. The operator runs one per app
+	// in the coop's namespace, with a password, and gives its address in the
+	// Secret the base names "redis" (keys host, port, password, url).
+	// +optional
+	Redis bool `json:"redis,omitempty"`
 }
 
 // BlueprintExpose says which Service and port of the app the operator exposes.

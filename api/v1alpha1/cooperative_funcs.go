@@ -14,6 +14,10 @@ func (c *Cooperative) NamespaceName() string {
 const (
 	// CooperativeLabel names the coop an object belongs to.
 	CooperativeLabel = "cooperator.dev/cooperative"
+	// AppLabel names the app of a coop an object belongs to. It is also in
+	// the selectors of an app's workloads and Services, so that two apps of
+	// one Blueprint in a coop never select each other's pods.
+	AppLabel = "cooperator.dev/app"
 	// ManagedByLabel marks the objects the operator manages; its caches select on it.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of ManagedByLabel.

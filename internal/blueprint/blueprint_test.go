@@ -88,6 +88,49 @@ func TestRenderAppliesTheCoopsOverlay(t *testing.T) {
 	}
 }
 
+func TestRenderPrefixesReferencesToProvidedSecrets(t *testing.T) {
+	files := fixture(t, func(f map[string]string) {
+		f["web.yaml"] = strings.Replace(f["web.yaml"], `        env:
+`, `        envFrom:
+        - secretRef: {name: redis}
+        env:
+        - name: DATABASE_URL
+          valueFrom: {secretKeyRef: {name: database, key: uri}}
+        - name: SECRET_KEY_BASE
+          valueFrom: {secretKeyRef: {name: secrets, key: secret_key_base}}
+        - name: OTHER
+          valueFrom: {secretKeyRef: {name: smtp, key: host}}
+`, 1)
+	})
+	in := input()
+	in.Provided = []string{DatabaseSecret, RedisSecret, GeneratedSecret}
+	objs, err := Render(files, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 3 {
+		t.Fatalf("rendered %d objects, want the stand-ins of provided Secrets left out", len(objs))
+	}
+	c, _, _ := unstructured.NestedSlice(byKind(objs, "Deployment").Object, "spec", "template", "spec", "containers")
+	container := c[0].(map[string]any)
+	refs := map[string]string{}
+	for _, e := range container["env"].([]any) {
+		env := e.(map[string]any)
+		if ref, ok, _ := unstructured.NestedString(env, "valueFrom", "secretKeyRef", "name"); ok {
+			refs[env["name"].(string)] = ref
+		}
+	}
+	want := map[string]string{"DATABASE_URL": "shop-database", "SECRET_KEY_BASE": "shop-secrets", "OTHER": "smtp"}
+	for k, v := range want {
+		if refs[k] != v {
+			t.Errorf("%s refers to Secret %q, want %q", k, refs[k], v)
+		}
+	}
+	if ref, _, _ := unstructured.NestedString(container["envFrom"].([]any)[0].(map[string]any), "secretRef", "name"); ref != "shop-redis" {
+		t.Errorf("envFrom refers to Secret %q, want shop-redis", ref)
+	}
+}
+
 func TestRenderRefusesPathsOutsideTheBase(t *testing.T) {
 	files := fixture(t, func(f map[string]string) { f["../etc/passwd.yaml"] = "x: y" })
 	if _, err := Render(files, input()); err == nil || !strings.Contains(err.Error(), "plain file names") {
@@ -109,10 +152,12 @@ func budget() Budget {
 	}
 }
 
+// replace edits one file of the fixture.
+func replace(name, old, new string) func(map[string]string) {
+	return func(f map[string]string) { f[name] = strings.Replace(f[name], old, new, 1) }
+}
+
 func TestCheck(t *testing.T) {
-	replace := func(name, old, new string) func(map[string]string) {
-		return func(f map[string]string) { f[name] = strings.Replace(f[name], old, new, 1) }
-	}
 	cases := []struct {
 		name string
 		edit func(map[string]string)
@@ -177,6 +222,26 @@ func TestMigrationJobRunsTheCommandInTheNewVersionsPod(t *testing.T) {
 	if policy, _, _ := unstructured.NestedString(job.Object, "spec", "template", "spec", "restartPolicy"); policy != "Never" {
 		t.Errorf("restartPolicy = %s", policy)
 	}
+	if _, found, _ := unstructured.NestedFieldNoCopy(job.Object, "spec", "template", "spec", "affinity"); found {
+		t.Error("a Job without volumes is tied to the app's node")
+	}
+	withClaim, err := Render(fixture(t, replace("web.yaml", "      containers:", "      volumes:\n      - name: data\n        persistentVolumeClaim: {claimName: data}\n      containers:")), input())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimJob, err := MigrationJob(withClaim, m, "shop-", "shop", "1.4.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	terms, _, _ := unstructured.NestedSlice(claimJob.Object, "spec", "template", "spec", "affinity", "podAffinity", "preferredDuringSchedulingIgnoredDuringExecution")
+	if len(terms) != 1 {
+		t.Errorf("a Job mounting the app's volume is not sent to the app's node: affinity %v", terms)
+	}
+	// The app's Service selects app=web: the migration's pod must not get its traffic.
+	labels, _, _ := unstructured.NestedStringMap(job.Object, "spec", "template", "metadata", "labels")
+	if _, ok := labels["app"]; ok || labels["cooperator.dev/app"] != "shop" {
+		t.Errorf("migration pod labels = %v, want the operator's only", labels)
+	}
 	// The Job passes the same checks as the app.
 	if v, err := Check([]*unstructured.Unstructured{job}, budget()); err != nil || len(v) != 0 {
 		t.Errorf("the migration Job fails the checks: %v %v", v, err)
@@ -207,6 +272,28 @@ func TestStateOf(t *testing.T) {
 	for _, tc := range cases {
 		if got := StateOf(tc.job); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestTwoAppsOfOneBlueprintSelectTheirOwnPods(t *testing.T) {
+	bp := &v1alpha1.Blueprint{Spec: v1alpha1.BlueprintSpec{
+		Versions: []v1alpha1.BlueprintVersion{{Version: "1", Images: []v1alpha1.BlueprintImage{{Name: "example.org/web", Tag: "1"}}}},
+	}}
+	for _, app := range []string{"shop", "blog"} {
+		in, err := InputFor(bp, "1", "coop-bakers", app, "", map[string]string{"cooperator.dev/app": app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := Render(fixture(t), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		selector, _, _ := unstructured.NestedStringMap(byKind(objs, "Deployment").Object, "spec", "selector", "matchLabels")
+		podLabels, _, _ := unstructured.NestedStringMap(byKind(objs, "Deployment").Object, "spec", "template", "metadata", "labels")
+		service, _, _ := unstructured.NestedStringMap(byKind(objs, "Service").Object, "spec", "selector")
+		if selector[v1alpha1.AppLabel] != app || service[v1alpha1.AppLabel] != app || podLabels[v1alpha1.AppLabel] != app {
+			t.Errorf("app %s: Deployment selector %v, Service selector %v, pod labels %v: want each to name the app", app, selector, service, podLabels)
 		}
 	}
 }

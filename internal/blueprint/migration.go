@@ -66,6 +66,27 @@ func MigrationJob(objs []*unstructured.Unstructured, m *v1alpha1.BlueprintMigrat
 	if err := unstructured.SetNestedField(template, "Never", "spec", "restartPolicy"); err != nil {
 		return nil, err
 	}
+	// A ReadWriteOnce volume the running version holds can be mounted only
+	// on its node: the Job goes there when it can.
+	if volumes, _, _ := unstructured.NestedSlice(template, "spec", "volumes"); usesClaims(volumes) {
+		if _, found, _ := unstructured.NestedFieldNoCopy(template, "spec", "affinity", "podAffinity"); !found {
+			term := map[string]any{
+				"weight": int64(100),
+				"podAffinityTerm": map[string]any{
+					"labelSelector": map[string]any{"matchLabels": map[string]any{v1alpha1.AppLabel: app}},
+					"topologyKey":   "kubernetes.io/hostname",
+				},
+			}
+			if err := unstructured.SetNestedSlice(template, []any{term}, "spec", "affinity", "podAffinity", "preferredDuringSchedulingIgnoredDuringExecution"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Only the operator's labels: with the workload's own, the app's
+	// Service would send traffic to the migration's pod.
+	if err := unstructured.SetNestedStringMap(template, operatorLabels(workload.GetLabels()), "metadata", "labels"); err != nil {
+		return nil, err
+	}
 	job := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "batch/v1",
 		"kind":       "Job",
@@ -76,10 +97,35 @@ func MigrationJob(objs []*unstructured.Unstructured, m *v1alpha1.BlueprintMigrat
 		},
 		"spec": map[string]any{
 			"backoffLimit": int64(2),
-			"template":     template,
+			// A migration that hangs must not hold the upgrade for ever; a
+			// finished Job goes after an hour, once the coop's status has
+			// recorded the version.
+			"activeDeadlineSeconds":   int64(3600),
+			"ttlSecondsAfterFinished": int64(3600),
+			"template":                template,
 		},
 	}}
 	return job, nil
+}
+
+func usesClaims(volumes []any) bool {
+	for _, v := range volumes {
+		if v, ok := v.(map[string]any); ok && v["persistentVolumeClaim"] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// operatorLabels are the labels of labels the operator puts on every object.
+func operatorLabels(labels map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range labels {
+		if k == v1alpha1.ManagedByLabel || strings.HasPrefix(k, v1alpha1.GroupVersion.Group+"/") {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // JobState is how far a Job has come.

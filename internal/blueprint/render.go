@@ -40,6 +40,9 @@ type Input struct {
 	NamePrefix string
 	// Labels go on every object and into pod templates, never into selectors.
 	Labels map[string]string
+	// SelectorLabels go into selectors too. A workload's selector cannot
+	// change once it exists: these never change for an app.
+	SelectorLabels map[string]string
 	// Images pin the version's image tags.
 	Images []Image
 	// Parameters are rendered into a ConfigMap named <prefix>parameters, and
@@ -47,7 +50,27 @@ type Input struct {
 	Parameters map[string]string
 	// Targets says where each parameter goes.
 	Targets map[string][]Target
+	// Provided are the base names of the Secrets the operator makes for the
+	// app (DatabaseSecret, RedisSecret, GeneratedSecret). The base refers to
+	// them by these names; the render refers to <NamePrefix><name>.
+	Provided []string
 }
+
+// Base names of the Secrets the operator provides to an app.
+const (
+	// DatabaseSecret holds the app's database connection: host, port,
+	// dbname, user, password, uri.
+	DatabaseSecret = "database"
+	// RedisSecret holds the app's Redis: host, port, password, url.
+	RedisSecret = "redis"
+	// GeneratedSecret holds the values of the app's Generated parameters.
+	GeneratedSecret = "secrets"
+)
+
+// providedAnnotation marks the stand-ins of provided Secrets: they are
+// rendered only so that kustomize prefixes the references to them, and
+// never leave Render.
+const providedAnnotation = "cooperator.dev/provided"
 
 // ParametersConfigMap is the name, before the prefix, of the ConfigMap that
 // holds an app's parameters.
@@ -84,7 +107,14 @@ func Render(files map[string]string, in Input) ([]*unstructured.Unstructured, er
 		}
 	}
 
-	overlay, err := yaml.Marshal(overlay(in))
+	k := overlay(in)
+	if len(in.Provided) > 0 {
+		if err := fs.WriteFile("/app/provided.yaml", providedStandIns(in.Provided)); err != nil {
+			return nil, err
+		}
+		k.Resources = append(k.Resources, "provided.yaml")
+	}
+	overlay, err := yaml.Marshal(k)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +129,9 @@ func Render(files map[string]string, in Input) ([]*unstructured.Unstructured, er
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range resMap.Resources() {
+		if r.GetAnnotations()[providedAnnotation] != "" {
+			continue
+		}
 		// Through JSON, so that numbers are int64 and float64 as the
 		// apimachinery expects.
 		data, err := r.MarshalJSON()
@@ -114,6 +147,17 @@ func Render(files map[string]string, in Input) ([]*unstructured.Unstructured, er
 	return out, nil
 }
 
+// providedStandIns are empty Secrets of the provided names. kustomize
+// renames references only to objects it renders, so they stand in for the
+// Secrets the operator makes itself.
+func providedStandIns(names []string) []byte {
+	var b strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  annotations:\n    %s: \"true\"\n", name, providedAnnotation)
+	}
+	return []byte(b.String())
+}
+
 func overlay(in Input) types.Kustomization {
 	k := types.Kustomization{
 		TypeMeta:   types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
@@ -123,6 +167,9 @@ func overlay(in Input) types.Kustomization {
 	}
 	if len(in.Labels) > 0 {
 		k.Labels = []types.Label{{Pairs: in.Labels, IncludeSelectors: false, IncludeTemplates: true}}
+	}
+	if len(in.SelectorLabels) > 0 {
+		k.Labels = append(k.Labels, types.Label{Pairs: in.SelectorLabels, IncludeSelectors: true})
 	}
 	for _, img := range in.Images {
 		k.Images = append(k.Images, types.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag})

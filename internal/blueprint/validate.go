@@ -38,9 +38,12 @@ func InputFor(bp *v1alpha1.Blueprint, version, namespace, app, hostname string, 
 		Namespace:  namespace,
 		NamePrefix: app + "-",
 		Labels:     labels,
-		Parameters: map[string]string{},
-		Targets:    map[string][]Target{},
+		// Two apps of one Blueprint in a coop select their own pods.
+		SelectorLabels: map[string]string{v1alpha1.AppLabel: app},
+		Parameters:     map[string]string{},
+		Targets:        map[string][]Target{},
 	}
+	in.Provided = Provided(bp)
 	for _, img := range bp.Spec.Versions[i].Images {
 		in.Images = append(in.Images, Image{Name: img.Name, NewName: img.NewName, NewTag: img.Tag})
 	}
@@ -62,6 +65,22 @@ func InputFor(bp *v1alpha1.Blueprint, version, namespace, app, hostname string, 
 		}
 	}
 	return in, nil
+}
+
+// Provided are the base names of the Secrets the operator makes for an app
+// of bp, from what it needs.
+func Provided(bp *v1alpha1.Blueprint) []string {
+	var names []string
+	if bp.Spec.Needs.Database {
+		names = append(names, DatabaseSecret)
+	}
+	if bp.Spec.Needs.Redis {
+		names = append(names, RedisSecret)
+	}
+	if slices.ContainsFunc(bp.Spec.Parameters, func(p v1alpha1.BlueprintParameter) bool { return p.Source == v1alpha1.ParameterGenerated }) {
+		names = append(names, GeneratedSecret)
+	}
+	return names
 }
 
 // unlimited is the budget of a blueprint checked on its own: whether it
