@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -41,6 +43,10 @@ const DatabaseServerAnnotation = "cooperator.dev/database-server"
 // may not have yet: the password is written to the Secret first, so that a
 // crash can never leave the server with a password nobody has.
 const passwordPendingAnnotation = "cooperator.dev/password-pending"
+
+// coopRolePrefix starts the name of every coop's role (see
+// v1alpha1.Cooperative.DatabaseName).
+const coopRolePrefix = "coop_"
 
 // waitForServer is how soon a coop looks again for a server connection that
 // the DatabaseServer controller has not opened yet.
@@ -92,6 +98,7 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 	}
 	if old := coop.Status.Database; old != nil {
 		st.Extensions, st.PasswordRotation = old.Extensions, old.PasswordRotation
+		st.Apps = keptAppDatabases(coop, old.Apps)
 	}
 	coop.Status.Database = st
 
@@ -108,6 +115,13 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 	observed, err := pg.Observe(ctx, db)
 	if err != nil {
 		return ctrl.Result{}, databaseFailure(coop, server.Name, "reading the database", err)
+	}
+	if observed.DatabaseExists && observed.Owner != db.Name && strings.HasPrefix(observed.Owner, coopRolePrefix) {
+		// An app's database of another coop can bear this coop's name; its
+		// data is never taken over.
+		setCondition(coop, v1alpha1.DatabaseReadyCondition, metav1.ConditionFalse, v1alpha1.DatabaseNameTakenReason,
+			fmt.Sprintf("Database %s exists on DatabaseServer %s and belongs to another coop's role", db.Name, server.Name))
+		return ctrl.Result{}, reconcile.TerminalError(postgres.ErrOwnedElsewhere)
 	}
 
 	conn := specs.Connection{Host: st.Host, Port: st.Port, Database: db.Name, User: db.Name, SSLMode: server.Spec.SSLMode}
@@ -163,6 +177,9 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 	if err := r.applyDatabaseSecret(ctx, coop, conn, false); err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.reconcileAppDatabases(ctx, s, server, pg, conn); err != nil {
+		return ctrl.Result{}, err
+	}
 	setCondition(coop, v1alpha1.DatabaseReadyCondition, metav1.ConditionTrue, v1alpha1.DatabaseProvisionedReason,
 		fmt.Sprintf("Database %s on DatabaseServer %s", db.Name, server.Name))
 	return ctrl.Result{}, nil
@@ -173,8 +190,26 @@ func (r *CooperativeReconciler) applyDatabaseSecret(ctx context.Context, coop *v
 	if pending {
 		desired.WithAnnotations(map[string]string{passwordPendingAnnotation: "true"})
 	}
-	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, desired, corev1ac.ExtractSecret); err != nil {
+	sent, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, desired, corev1ac.ExtractSecret)
+	if err != nil {
 		return fmt.Errorf("while applying the database Secret: %w", err)
+	}
+	if !sent {
+		return nil
+	}
+	// The next pass takes the password from the cached Secret; were it
+	// older than this write, that pass would write the old password back
+	// over the one the server has.
+	key := client.ObjectKey{Namespace: coop.NamespaceName(), Name: specs.DatabaseSecretName}
+	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		cached := &corev1.Secret{}
+		if err := r.Get(ctx, key, cached); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return string(cached.Data["password"]) == conn.Password && (cached.Annotations[passwordPendingAnnotation] == "true") == pending, nil
+	})
+	if err != nil {
+		return fmt.Errorf("while waiting for the database Secret in the cache: %w", err)
 	}
 	return nil
 }
@@ -200,7 +235,7 @@ func (r *CooperativeReconciler) ensureExtensions(ctx context.Context, coop *v1al
 	if isSubset(want, st.Extensions) {
 		return nil
 	}
-	if err := pg.EnsureExtensions(ctx, db, want); err != nil {
+	if err := pg.EnsureExtensions(ctx, db.Name, db.Name, want); err != nil {
 		if k := postgres.Classify(err); k == postgres.KindUnreachable || k == postgres.KindAuthFailed {
 			return databaseFailure(coop, server.Name, "creating extensions", err)
 		}
@@ -361,10 +396,14 @@ func (r *CooperativeReconciler) reconcileDedicatedDatabase(ctx context.Context, 
 			"Dedicated mode needs the CloudNativePG operator (postgresql.cnpg.io/v1 Cluster), which this cluster does not have; install it and restart the operator")
 		return ctrl.Result{}, reconcile.TerminalError(errCNPGMissing)
 	}
-	coop.Status.Database = &v1alpha1.DatabaseStatus{
+	st := &v1alpha1.DatabaseStatus{
 		Mode: v1alpha1.DatabaseModeDedicated, Host: specs.ClusterHost(coop), Port: 5432,
 		Name: specs.DedicatedDatabase, Role: specs.DedicatedDatabase, SecretName: specs.DatabaseSecretName,
 	}
+	if old := coop.Status.Database; old != nil {
+		st.Apps = keptAppDatabases(coop, old.Apps)
+	}
+	coop.Status.Database = st
 
 	owner := &corev1.Secret{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: coop.NamespaceName(), Name: specs.ClusterBootstrapSecretName}, owner)
@@ -395,7 +434,6 @@ func (r *CooperativeReconciler) reconcileDedicatedDatabase(ctx context.Context, 
 			return ctrl.Result{}, fmt.Errorf("while applying %s: %w", what, err)
 		}
 	}
-
 	cluster := &unstructured.Unstructured{}
 	cluster.SetGroupVersionKind(specs.Cluster(coop, s.plan).GroupVersionKind())
 	if err := r.Get(ctx, client.ObjectKey{Namespace: coop.NamespaceName(), Name: specs.ClusterName}, cluster); err != nil {
@@ -404,6 +442,9 @@ func (r *CooperativeReconciler) reconcileDedicatedDatabase(ctx context.Context, 
 			return ctrl.Result{RequeueAfter: waitForServer}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("while getting the Cluster: %w", err)
+	}
+	if err := r.reconcileDedicatedAppDatabases(ctx, s, conn, clusterReady(cluster)); err != nil {
+		return ctrl.Result{}, err
 	}
 	if clusterReady(cluster) {
 		setCondition(coop, v1alpha1.DatabaseReadyCondition, metav1.ConditionTrue, v1alpha1.DatabaseProvisionedReason,

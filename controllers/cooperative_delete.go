@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,10 +16,10 @@ import (
 )
 
 // reconcileDelete handles what the garbage collector cannot reach: a
-// database on a shared server. Everything in the cluster carries the coop as
-// its controller owner and goes with it, the namespace and all it holds.
-// With deletionPolicy Retain the database and its role stay on the server;
-// with Delete they are dropped.
+// database on a shared server, and its apps' databases. Everything in the
+// cluster carries the coop as its controller owner and goes with it, the
+// namespace and all it holds. With deletionPolicy Retain the databases and
+// the role stay on the server; with Delete they are dropped.
 func (r *CooperativeReconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
 	coop := s.coop
 	if !controllerutil.ContainsFinalizer(coop, v1alpha1.DatabaseFinalizer) {
@@ -34,9 +35,16 @@ func (r *CooperativeReconciler) reconcileDelete(ctx context.Context, s *scope) (
 			}
 		} else if st := coop.Status.Database; st != nil {
 			st.Retained = true
+			names := []string{db.Name}
+			for _, a := range st.Apps {
+				names = append(names, a.Name)
+			}
+			// Databases of apps removed earlier are not in the status; the
+			// role owns them too, and they stay as well.
 			r.Recorder.Eventf(coop, nil, corev1.EventTypeNormal, "DatabaseRetained", "Delete",
-				"Database %s on DatabaseServer %s (%s:%d) is kept, as deletionPolicy Retain says", db.Name, serverName, st.Host, st.Port)
-			ctrl.LoggerFrom(ctx).Info("Retained database", "server", serverName, "database", db.Name)
+				"Role %s and the databases it owns (%s) are kept on DatabaseServer %s (%s:%d), as deletionPolicy Retain says",
+				db.Name, strings.Join(names, ", "), serverName, st.Host, st.Port)
+			ctrl.LoggerFrom(ctx).Info("Retained databases", "server", serverName, "databases", names)
 		}
 	}
 
@@ -67,11 +75,12 @@ func (r *CooperativeReconciler) dropDatabase(ctx context.Context, coop *v1alpha1
 	if !ok {
 		return ctrl.Result{RequeueAfter: waitForServer}, nil
 	}
-	if err := pg.Drop(ctx, db); err != nil {
-		return ctrl.Result{}, databaseFailure(coop, serverName, "dropping the database", err)
+	dropped, err := pg.Drop(ctx, db)
+	if err != nil {
+		return ctrl.Result{}, databaseFailure(coop, serverName, "dropping the databases", err)
 	}
 	r.Recorder.Eventf(coop, nil, corev1.EventTypeNormal, "DatabaseDropped", "Delete",
-		"Database %s on DatabaseServer %s was dropped, as deletionPolicy Delete says", db.Name, serverName)
-	ctrl.LoggerFrom(ctx).Info("Dropped database", "server", serverName, "database", db.Name)
+		"Databases %s and role %s on DatabaseServer %s were dropped, as deletionPolicy Delete says", strings.Join(dropped, ", "), db.Name, serverName)
+	ctrl.LoggerFrom(ctx).Info("Dropped databases", "server", serverName, "databases", dropped)
 	return ctrl.Result{}, nil
 }

@@ -101,12 +101,15 @@ func Connect(cfg ServerConfig) (*Server, error) {
 // Close ends the pool's connections.
 func (s *Server) Close() { s.pool.Close() }
 
-// Info is the server's version and how many coop databases it holds.
+// Info is the server's version and how many coop databases it holds. A
+// coop's database is owned by the role of its own name; its apps' databases,
+// owned by the same role, are not counted.
 func (s *Server) Info(ctx context.Context) (version string, databases int32, err error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	err = s.pool.QueryRow(ctx,
-		`SELECT current_setting('server_version'), (SELECT count(*) FROM pg_database WHERE datname LIKE 'coop\_%')::int`,
+		`SELECT current_setting('server_version'),
+  (SELECT count(*) FROM pg_database WHERE datname LIKE 'coop\_%' AND datname = pg_get_userbyid(datdba))::int`,
 	).Scan(&version, &databases)
 	return version, databases, err
 }
@@ -196,16 +199,17 @@ func (s *Server) SetPassword(ctx context.Context, db Database, password string) 
 	return nil
 }
 
-// EnsureExtensions creates extensions in db as its own role, so that trusted
-// extensions need no superuser; extensions the server provides otherwise
-// (for example from template1) already exist and are left alone.
-func (s *Server) EnsureExtensions(ctx context.Context, db Database, extensions []string) error {
+// EnsureExtensions creates extensions in a database as the role that owns
+// it, so that trusted extensions need no superuser; extensions the server
+// provides otherwise (for example from template1) already exist and are left
+// alone.
+func (s *Server) EnsureExtensions(ctx context.Context, database, owner string, extensions []string) error {
 	if len(extensions) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, s.config.connString(db.Name))
+	conn, err := pgx.Connect(ctx, s.config.connString(database))
 	if err != nil {
 		return err
 	}
@@ -219,7 +223,7 @@ func (s *Server) EnsureExtensions(ctx context.Context, db Database, extensions [
 	if err != nil || len(missing) == 0 {
 		return err
 	}
-	if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{db.Name}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{owner}.Sanitize()); err != nil {
 		return err
 	}
 	for _, ext := range missing {
@@ -230,18 +234,45 @@ func (s *Server) EnsureExtensions(ctx context.Context, db Database, extensions [
 	return nil
 }
 
-// Drop removes db and its role. Connections still open are ended first.
-func (s *Server) Drop(ctx context.Context, db Database) error {
+// Drop removes every database db's role owns (db and its apps'), then the
+// role, and returns the names of the databases it dropped. A database of
+// db's name that another role owns is not this coop's, and stays.
+// Connections still open are ended first. Each statement has its own time
+// bound, so that a coop with many apps is not cut short.
+func (s *Server) Drop(ctx context.Context, db Database) ([]string, error) {
+	owned, err := s.OwnedDatabases(ctx, db.Name)
+	if err != nil {
+		return nil, err
+	}
+	var dropped []string
+	for _, name := range owned {
+		if err := s.execBounded(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", pgx.Identifier{name}.Sanitize())); err != nil {
+			return dropped, fmt.Errorf("dropping database %s: %w", name, err)
+		}
+		dropped = append(dropped, name)
+	}
+	if err := s.execBounded(ctx, fmt.Sprintf("DROP ROLE IF EXISTS %s", pgx.Identifier{db.Name}.Sanitize())); err != nil {
+		return dropped, fmt.Errorf("dropping the role: %w", err)
+	}
+	return dropped, nil
+}
+
+// OwnedDatabases are the databases a role owns, by name.
+func (s *Server) OwnedDatabases(ctx context.Context, role string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	name := pgx.Identifier{db.Name}.Sanitize()
-	if err := s.exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name)); err != nil {
-		return fmt.Errorf("dropping the database: %w", err)
+	rows, err := s.pool.Query(ctx,
+		`SELECT datname::text FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = $1) ORDER BY datname`, role)
+	if err != nil {
+		return nil, err
 	}
-	if err := s.exec(ctx, fmt.Sprintf("DROP ROLE IF EXISTS %s", name)); err != nil {
-		return fmt.Errorf("dropping the role: %w", err)
-	}
-	return nil
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func (s *Server) execBounded(ctx context.Context, stmt string) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return s.exec(ctx, stmt)
 }
 
 // exec runs one statement; the SQLSTATEs in tolerate mean "already done".

@@ -43,10 +43,25 @@ func (c Connection) URI() string {
 }
 
 // DatabaseSecret holds the coop's connection: host, port, dbname, user,
-// password and uri. It is the only place the password is kept.
+// password and uri. It and the apps' database Secrets are the only places
+// the password is kept.
 func DatabaseSecret(coop *v1alpha1.Cooperative, c Connection) *corev1ac.SecretApplyConfiguration {
-	return corev1ac.Secret(DatabaseSecretName, coop.NamespaceName()).
-		WithLabels(Labels(coop)).
+	return connectionSecret(DatabaseSecretName, Labels(coop), coop, c)
+}
+
+// AppDatabaseSecretName is the Secret of an app's own database.
+func AppDatabaseSecretName(app string) string { return app + "-" + DatabaseSecretName }
+
+// AppDatabaseSecret holds an app's connection to its own database, with the
+// coop's credentials, in the same keys as DatabaseSecret. It carries the
+// app's label, so it goes when the app is taken out of spec.apps.
+func AppDatabaseSecret(coop *v1alpha1.Cooperative, app string, c Connection) *corev1ac.SecretApplyConfiguration {
+	return connectionSecret(AppDatabaseSecretName(app), AppLabels(coop, app), coop, c)
+}
+
+func connectionSecret(name string, labels map[string]string, coop *v1alpha1.Cooperative, c Connection) *corev1ac.SecretApplyConfiguration {
+	return corev1ac.Secret(name, coop.NamespaceName()).
+		WithLabels(labels).
 		WithOwnerReferences(OwnerReference(coop)).
 		WithType(corev1.SecretTypeOpaque).
 		WithData(map[string][]byte{
