@@ -1,12 +1,26 @@
 // Command cooperator is the operator's one binary. Its subcommands:
 //
 //	manager   run the controllers (the default)
+//	backup    back up a coop's database and volumes to S3
+//	restore   restore a backup, after checking every object
+//	verify    check a backup's objects; with --scratch-db, a restore drill
 package main
 
 import (
 	"fmt"
 	"os"
 )
+
+const usage = `Usage: cooperator [command] [flags]
+
+Commands:
+  manager   run the controllers (the default)
+  backup    back up a coop's database and volumes to S3
+  restore   restore a backup, after checking every object
+  verify    check a backup's objects; with --scratch-db, a restore drill
+
+'cooperator <command> -h' lists a command's flags.
+`
 
 func main() {
 	args := os.Args[1:]
@@ -18,8 +32,16 @@ func main() {
 	switch cmd {
 	case "manager":
 		err = runManager(args)
+	case "backup":
+		err = runBackup(args)
+	case "restore":
+		err = runRestore(args)
+	case "verify":
+		err = runVerify(args)
+	case "help":
+		fmt.Print(usage)
 	default:
-		err = fmt.Errorf("unknown command %q; known: manager", cmd)
+		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cooperator:", err)
