@@ -15,6 +15,7 @@ KUBE_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" {print $$2}' hack/tools/
 CONTROLLER_TOOLS_VERSION := v0.23.0
 KWOK_VERSION := v0.8.0
 GOLANGCI_LINT_VERSION := v2.15.0
+VERSITYGW_VERSION := v1.8.0
 
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 VERSION_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
@@ -24,6 +25,7 @@ CONTROL_PLANE := etcd kube-apiserver kube-controller-manager kube-scheduler kube
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KWOK := $(LOCALBIN)/kwok-$(KWOK_VERSION)
 GOLANGCI_LINT := $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+VERSITYGW := $(LOCALBIN)/versitygw-$(VERSITYGW_VERSION)
 
 KUBECONFIG ?= $(LOCAL)/kubeconfig
 KUBECTL := $(LOCALBIN)/kubectl --kubeconfig=$(KUBECONFIG)
@@ -39,8 +41,8 @@ help: ## Show the targets.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRDs, RBAC and deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
-	$(CONTROLLER_GEN) rbac:roleName=cooperator-manager crd:maxDescLen=512 paths=./api/... paths=./controllers/... \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=cooperator-manager crd:maxDescLen=512 webhook paths=./api/... paths=./controllers/... paths=./internal/webhook/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 	hack/sync-chart.sh
 
 .PHONY: verify-manifests
@@ -76,6 +78,10 @@ test: tools postgres verify-manifests fmt vet lint ## Unit and integration tests
 postgres: ## Install PostgreSQL from Debian's packages when it is missing.
 	hack/ensure-postgres.sh
 
+.PHONY: bench-backup
+bench-backup: postgres $(LOCALBIN)/versitygw ## Backup runner throughput and peak memory against pg_dump; see docs/performance.md.
+	go test ./internal/backup -run '^$$' -bench Backup -benchtime 1x -timeout 60m
+
 .PHONY: bench-databases
 bench-databases: tools postgres ## Provision 500 shared databases through the operator; see docs/performance.md.
 	go test ./controllers -run '^$$' -bench SharedDatabases -benchtime 1x -timeout 60m
@@ -105,7 +111,7 @@ demo: tools postgres build ## Start everything, show sample coops Ready; Ctrl-C 
 ##@ Tools
 
 .PHONY: tools
-tools: $(addprefix $(LOCALBIN)/,$(CONTROL_PLANE)) $(LOCALBIN)/kwok $(LOCALBIN)/kwok-stages.yaml $(CONTROLLER_GEN) ## Build every pinned tool into bin/.
+tools: $(addprefix $(LOCALBIN)/,$(CONTROL_PLANE)) $(LOCALBIN)/kwok $(LOCALBIN)/kwok-stages.yaml $(CONTROLLER_GEN) $(LOCALBIN)/versitygw ## Build every pinned tool into bin/.
 
 # The control plane is built from hack/tools, rebuilt only when its pins change.
 $(addprefix $(LOCALBIN)/,$(CONTROL_PLANE)) &: hack/tools/go.mod hack/tools/go.sum
@@ -122,18 +128,32 @@ $(KWOK):
 $(LOCALBIN)/kwok: $(KWOK)
 	ln -sf $(notdir $(KWOK)) $@
 
-# kwok's fast stages: nodes go Ready and keep a heartbeat, pods go Running.
-$(LOCALBIN)/kwok-stages.yaml: Makefile
+# kwok's fast stages: nodes go Ready and keep a heartbeat, pods go Running;
+# and the project's own, in hack/kwok.
+$(LOCALBIN)/kwok-stages.yaml: Makefile $(wildcard hack/kwok/*.yaml)
 	@mkdir -p $(LOCALBIN)
 	dir=$$(go mod download -json sigs.k8s.io/kwok@$(KWOK_VERSION) | awk -F'"' '$$2 == "Dir" {print $$4}'); \
 	for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do \
 		cat "$$dir/kustomize/stage/$$f"; echo "---"; \
 	done > $@
+	for f in hack/kwok/*.yaml; do cat "$$f"; echo "---"; done >> $@
 
 $(CONTROLLER_GEN):
 	@echo ">> Building controller-gen $(CONTROLLER_TOOLS_VERSION)"
 	GOBIN=$(LOCALBIN)/.cg go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/.cg/controller-gen $@ && rmdir $(LOCALBIN)/.cg
+
+# versitygw: a real S3 server (posix backend on a local folder) for the backup tests.
+$(VERSITYGW):
+	@echo ">> Building versitygw $(VERSITYGW_VERSION) (first time: about 2 minutes)"
+	GOBIN=$(LOCALBIN)/.vgw go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	mv $(LOCALBIN)/.vgw/versitygw $@ && rmdir $(LOCALBIN)/.vgw
+
+$(LOCALBIN)/versitygw: $(VERSITYGW)
+	ln -sf $(notdir $(VERSITYGW)) $@
+
+.PHONY: versitygw
+versitygw: $(LOCALBIN)/versitygw ## Build only bin/versitygw, the S3 server of the backup tests.
 
 $(GOLANGCI_LINT):
 	@echo ">> Building golangci-lint $(GOLANGCI_LINT_VERSION) (first time: a few minutes)"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,13 +98,10 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 	if c := meta.FindStatusCondition(bp.Status.Conditions, v1alpha1.ReadyCondition); c == nil || c.Status != metav1.ConditionTrue || bp.Status.ObservedGeneration != bp.Generation {
 		return fail(v1alpha1.BlueprintNotReadyReason, "Blueprint %q has not passed its checks", app.Blueprint)
 	}
+	hostname := specs.AppHostname(coop, app.Name, r.Options)
 	var hosts []string
-	if r.Options.BaseDomain != "" {
-		hosts = append(hosts, fmt.Sprintf("%s.%s.%s", app.Name, coop.Name, r.Options.BaseDomain))
-	}
-	hostname := ""
-	if len(hosts) > 0 {
-		hostname = hosts[0]
+	if hostname != "" {
+		hosts = append(hosts, hostname)
 	}
 	in, err := blueprint.InputFor(bp, app.Version, coop.NamespaceName(), app.Name, hostname, specs.AppLabels(coop, app.Name))
 	if err != nil {
@@ -117,7 +115,11 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 		return fail(v1alpha1.AppChecksFailedReason, "rendering failed")
 	}
 	defaults := s.plan.Spec.EffectiveContainerDefaults()
-	violations, err := blueprint.Check(objs, blueprint.Budget{
+	checked, err := budgetedObjects(coop, app.Name, bp, objs)
+	if err != nil {
+		return st, nil, err
+	}
+	violations, err := blueprint.Check(checked, blueprint.Budget{
 		CPU: s.plan.Spec.Quota.CPU, Memory: s.plan.Spec.Quota.Memory,
 		DefaultCPU: *defaults.Limits.CPU, DefaultMemory: *defaults.Limits.Memory,
 	})
@@ -126,6 +128,11 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 	}
 	if len(violations) > 0 {
 		return fail(v1alpha1.AppChecksFailedReason, "%s", violations[0].String())
+	}
+	// What the app needs comes before it, and only once it passed the checks.
+	if problem, err := r.reconcileAppNeeds(ctx, s, app, bp); err != nil || problem != nil {
+		st.Version, st.Message = servingVersion(coop, app.Name), problemMessage(problem)
+		return st, problem, err
 	}
 
 	if m := bp.Spec.Migration; m != nil {
@@ -322,14 +329,21 @@ var appKinds = []schema.GroupVersionKind{
 	{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"},
 }
 
-// pruneApps deletes what apps no longer in spec.apps left behind, but for
-// their volumes.
+// pruneApps deletes what apps no longer in spec.apps left behind, routes
+// and certificates included, but for their volumes.
 func (r *CooperativeReconciler) pruneApps(ctx context.Context, coop *v1alpha1.Cooperative) error {
 	keep := map[string]bool{}
 	for _, a := range coop.Spec.Apps {
 		keep[a.Name] = true
 	}
-	for _, gvk := range appKinds {
+	kinds := appKinds
+	if r.CertManagerInstalled {
+		kinds = append(slices.Clone(kinds), CertManagerCertificate)
+	}
+	if r.Options.Expose.Gateway != nil {
+		kinds = append(slices.Clone(kinds), specs.HTTPRoute)
+	}
+	for _, gvk := range kinds {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := r.List(ctx, list, client.InNamespace(coop.NamespaceName()), client.HasLabels{specs.AppLabel}); err != nil {

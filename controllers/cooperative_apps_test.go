@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/testenv"
 )
 
 func TestAppsRollOutUpgradeAndHibernate(t *testing.T) {
@@ -181,5 +182,47 @@ func update(t *testing.T, name string, edit func(*v1alpha1.Cooperative)) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFailedMigrationLeavesTheOldVersionServing(t *testing.T) {
+	startOperator(t)
+	image, tag, _ := strings.Cut(testenv.FailingImage, ":")
+	bp := testBlueprint(t, "web-failing", nil)
+	bp.Spec.Versions = append(bp.Spec.Versions, v1alpha1.BlueprintVersion{Version: "2.0",
+		Images: []v1alpha1.BlueprintImage{{Name: "example.org/web", NewName: image, Tag: tag}}})
+	bp.Spec.Migration = &v1alpha1.BlueprintMigration{Workload: "web", Container: "web", Command: []string{"bin/migrate"}}
+	coop := newCoop("failing", "failing-plan")
+	coop.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "store", Blueprint: "web-failing", Version: "1.0"}}
+	create(t, bp, newPlan("failing-plan"), coop)
+	waitReady(t, "failing")
+
+	update(t, "failing", func(c *v1alpha1.Cooperative) { c.Spec.Apps[0].Version = "2.0" })
+	// The Job retries twice, with the Job controller's backoff, before it fails.
+	waitFor(t, 3*time.Minute, "the migration to fail", func(ctx context.Context) (bool, error) {
+		err := adminClient.Get(ctx, client.ObjectKey{Name: "failing"}, coop)
+		c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.ReadyCondition)
+		return err == nil && c != nil && c.Reason == v1alpha1.MigrationFailedReason, err
+	})
+	if !meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.StalledCondition) {
+		t.Errorf("a failed migration does not stall the coop: %+v", coop.Status.Conditions)
+	}
+	if c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.AppsReadyCondition); !strings.Contains(c.Message, "version 1.0 still serves") {
+		t.Errorf("AppsReady message = %q, want it to say what still serves", c.Message)
+	}
+	if st := coop.Status.Apps[0]; st.Version != "1.0" {
+		t.Errorf("status.apps[0].version = %s, want the old version", st.Version)
+	}
+	deployment := &appsv1.Deployment{}
+	mustGet(t, "coop-failing", "store-web", deployment)
+	if img := deployment.Spec.Template.Spec.Containers[0].Image; img != "example.org/web:1.0.3" {
+		t.Errorf("the Deployment runs %s after a failed migration", img)
+	}
+
+	// Going back clears the failure.
+	update(t, "failing", func(c *v1alpha1.Cooperative) { c.Spec.Apps[0].Version = "1.0" })
+	coop = waitReady(t, "failing")
+	if meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.StalledCondition) {
+		t.Errorf("still stalled after going back: %+v", coop.Status.Conditions)
 	}
 }

@@ -82,6 +82,7 @@ type phaseFunc func(ctx context.Context, s *scope) (ctrl.Result, error)
 // +kubebuilder:rbac:groups=cooperator.dev,resources=cooperatives/finalizers,verbs=update
 // +kubebuilder:rbac:groups=cooperator.dev,resources=plans,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile runs the phases of a coop in order and writes its status once.
 func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -201,6 +202,9 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	if r.CertManagerInstalled {
 		b = b.Owns(specs.AppCertificate(&v1alpha1.Cooperative{}, "", nil, ""))
+	}
+	if r.Options.Expose.Gateway != nil {
+		b = b.Owns(specs.AppHTTPRoute(&v1alpha1.Cooperative{}, "", "", 0, nil, specs.GatewayRef{}))
 	}
 	return b.Complete(r)
 }

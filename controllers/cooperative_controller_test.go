@@ -134,6 +134,11 @@ func TestBadInputIsRefusedWithTheFieldAndReason(t *testing.T) {
 		edit(p)
 		return p
 	}
+	withDomain := func(name, domain string) *v1alpha1.Cooperative {
+		return coop(name, func(c *v1alpha1.Cooperative) {
+			c.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "shop", Blueprint: "web", Version: "1.0", Domains: []string{domain}}}
+		})
+	}
 	cases := []struct {
 		name string
 		obj  client.Object
@@ -145,6 +150,12 @@ func TestBadInputIsRefusedWithTheFieldAndReason(t *testing.T) {
 		{"blank displayName", coop("bad-blank", func(c *v1alpha1.Cooperative) { c.Spec.DisplayName = "   " }), []string{"spec.displayName", "must not be blank"}},
 		{"unknown deletionPolicy", coop("bad-policy", func(c *v1alpha1.Cooperative) { c.Spec.DeletionPolicy = "Shred" }), []string{"spec.deletionPolicy", "Unsupported value"}},
 		{"unknown admin kind", coop("bad-admin", func(c *v1alpha1.Cooperative) { c.Spec.Admins[0].Kind = "Robot" }), []string{"spec.admins[0].kind"}},
+		{"wildcard domain", withDomain("bad-wildcard", "*.bakers.example"), []string{"spec.apps[0].domains[0]", "wildcards are not allowed"}},
+		{"IP address domain", withDomain("bad-ip", "192.0.2.10"), []string{"spec.apps[0].domains[0]", "IP addresses are not allowed"}},
+		{"upper-case domain", withDomain("bad-upper", "Shop.Bakers.Example"), []string{"spec.apps[0].domains[0]", "must be lower case"}},
+		{"single-label domain", withDomain("bad-single", "localhost"), []string{"spec.apps[0].domains[0]", "two labels or more"}},
+		{"label over 63", withDomain("bad-label", strings.Repeat("a", 64)+".example"), []string{"spec.apps[0].domains[0]", "at most 63"}},
+		{"name over 253", withDomain("bad-long", strings.Repeat(strings.Repeat("a", 60)+".", 5)+"example"), []string{"spec.apps[0].domains[0]", "253"}},
 		{"negative cpu", plan(func(p *v1alpha1.Plan) { p.Spec.Quota.CPU = resource.MustParse("-1") }), []string{"spec.quota.cpu", "must not be negative"}},
 		{"negative pods", plan(func(p *v1alpha1.Plan) { p.Spec.Quota.Pods = -3 }), []string{"spec.quota.pods"}},
 		{"negative default memory", plan(func(p *v1alpha1.Plan) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -38,35 +40,50 @@ func (r *CooperativeReconciler) reconcileDomains(ctx context.Context, s *scope) 
 	var transient error
 	wanted := map[string]bool{}
 	custom := false
+	note := func(problem *appProblem, err error) {
+		transient = errors.Join(transient, err)
+		if problem != nil && first == nil {
+			first = problem
+		}
+	}
 	for _, e := range s.exposures {
-		hosts := e.hosts
+		var platform, verified []string
+		for _, host := range e.hosts {
+			if !r.Options.Expose.WildcardTLS {
+				// <app>.<coop>.<base> carries the coop's and the app's
+				// names: no other app can ask for it.
+				platform = append(platform, host)
+				continue
+			}
+			// <app>-<coop>.<base> could be made by two coops (app a-b of
+			// coop c, app a of coop b-c): held with a claim like any other.
+			wanted[host] = true
+			st, problem, err := r.holdDomain(ctx, coop, e.app, host, true)
+			note(problem, err)
+			if st.Verified {
+				platform = append(platform, host)
+			}
+		}
 		var domains []v1alpha1.AppDomainStatus
 		for _, host := range e.domains {
 			host = strings.ToLower(host)
 			wanted[host] = true
 			custom = true
-			st, problem, err := r.holdDomain(ctx, coop, e.app, host)
-			if err != nil {
-				transient = errors.Join(transient, err)
+			own, reserved := specs.PlatformDomain(coop, host, r.Options.BaseDomain)
+			if reserved != "" {
+				note(&appProblem{reason: v1alpha1.DomainInvalidReason, message: fmt.Sprintf("App %s: %s", e.app, reserved), terminal: true}, nil)
+				domains = append(domains, v1alpha1.AppDomainStatus{Name: host, Message: reserved})
+				continue
 			}
-			if problem != nil && first == nil {
-				first = problem
-			}
+			st, problem, err := r.holdDomain(ctx, coop, e.app, host, own)
+			note(problem, err)
 			if st.Verified {
-				hosts = append(hosts, host)
+				verified = append(verified, host)
 			}
 			domains = append(domains, st)
 		}
-		if len(hosts) > 0 {
-			if issuer := r.Options.Expose.ClusterIssuer; issuer != "" && r.CertManagerInstalled {
-				if _, err := ssa.ApplyUnstructured(ctx, r.Client, specs.AppCertificate(coop, e.app, hosts, issuer)); err != nil {
-					return ctrl.Result{}, fmt.Errorf("while applying the Certificate of %s: %w", e.app, err)
-				}
-			}
-			ing := specs.AppIngress(coop, e.app, e.service, e.port, hosts, r.Options.Expose)
-			if _, err := ssa.Apply(ctx, r.Client, &networkingv1.Ingress{}, ing, networkingv1ac.ExtractIngress); err != nil {
-				return ctrl.Result{}, fmt.Errorf("while applying the Ingress of %s: %w", e.app, err)
-			}
+		if err := r.expose(ctx, coop, e, platform, verified); err != nil {
+			return ctrl.Result{}, err
 		}
 		for i := range coop.Status.Apps {
 			if coop.Status.Apps[i].Name != e.app {
@@ -74,7 +91,7 @@ func (r *CooperativeReconciler) reconcileDomains(ctx context.Context, s *scope) 
 			}
 			coop.Status.Apps[i].Domains = domains
 			coop.Status.Apps[i].URLs = nil
-			for _, h := range hosts {
+			for _, h := range append(platform, verified...) {
 				coop.Status.Apps[i].URLs = append(coop.Status.Apps[i].URLs, "https://"+h)
 			}
 		}
@@ -105,19 +122,73 @@ func (r *CooperativeReconciler) reconcileDomains(ctx context.Context, s *scope) 
 	return result, nil
 }
 
-// holdDomain claims host for the coop's app, if no one holds it, and
-// checks its TXT record.
-func (r *CooperativeReconciler) holdDomain(ctx context.Context, coop *v1alpha1.Cooperative, app, host string) (v1alpha1.AppDomainStatus, *appProblem, error) {
-	st := v1alpha1.AppDomainStatus{Name: host, TXTRecord: strings.TrimSuffix(dns.RecordName(host), ".")}
+// expose routes an app's hostnames to its Service, with an Ingress or an
+// HTTPRoute, and asks cert-manager for the certificate its own hostnames
+// need. What an app no longer needs is deleted.
+func (r *CooperativeReconciler) expose(ctx context.Context, coop *v1alpha1.Cooperative, e exposure, platform, domains []string) error {
+	opts := r.Options.Expose
+	hosts := append(slices.Clone(platform), domains...)
+	if issuer := opts.ClusterIssuer; issuer != "" && r.CertManagerInstalled && opts.Gateway == nil {
+		cert := specs.AppCertificate(coop, e.app, specs.CertifiedHosts(platform, domains, opts), issuer)
+		if err := r.applyOrDelete(ctx, cert, len(specs.CertifiedHosts(platform, domains, opts)) > 0); err != nil {
+			return fmt.Errorf("while applying the Certificate of %s: %w", e.app, err)
+		}
+	}
+	if gw := opts.Gateway; gw != nil {
+		route := specs.AppHTTPRoute(coop, e.app, e.service, e.port, hosts, *gw)
+		if err := r.applyOrDelete(ctx, route, len(hosts) > 0); err != nil {
+			return fmt.Errorf("while applying the HTTPRoute of %s: %w", e.app, err)
+		}
+		return nil
+	}
+	if len(hosts) == 0 {
+		return r.deleteIfPresent(ctx, &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: coop.NamespaceName(), Name: e.app}})
+	}
+	ing := specs.AppIngress(coop, e.app, e.service, e.port, platform, domains, opts)
+	if _, err := ssa.Apply(ctx, r.Client, &networkingv1.Ingress{}, ing, networkingv1ac.ExtractIngress); err != nil {
+		return fmt.Errorf("while applying the Ingress of %s: %w", e.app, err)
+	}
+	return nil
+}
+
+// applyOrDelete applies obj when it is wanted, and deletes it otherwise.
+func (r *CooperativeReconciler) applyOrDelete(ctx context.Context, obj *unstructured.Unstructured, want bool) error {
+	if want {
+		_, err := ssa.ApplyUnstructured(ctx, r.Client, obj)
+		return err
+	}
+	return r.deleteIfPresent(ctx, obj)
+}
+
+// deleteIfPresent deletes obj if the cache holds it: a steady reconcile
+// sends no request.
+func (r *CooperativeReconciler) deleteIfPresent(ctx context.Context, obj client.Object) error {
+	live, ok := obj.DeepCopyObject().(client.Object)
+	if !ok {
+		return fmt.Errorf("cannot copy %T", obj)
+	}
+	if err := r.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if err := r.Delete(ctx, live); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("while deleting %s: %w", obj.GetName(), err)
+	}
+	return nil
+}
+
+// holdDomain claims host for the coop's app, if no one holds it, and checks
+// its TXT record, unless the platform gave the host to the coop (proven).
+func (r *CooperativeReconciler) holdDomain(ctx context.Context, coop *v1alpha1.Cooperative, app, host string, proven bool) (v1alpha1.AppDomainStatus, *appProblem, error) {
+	st := v1alpha1.AppDomainStatus{Name: host}
+	if !proven {
+		st.TXTRecord = strings.TrimSuffix(dns.RecordName(host), ".")
+	}
 	problem := func(reason, msg string, terminal bool) (v1alpha1.AppDomainStatus, *appProblem, error) {
 		st.Message = msg
 		return st, &appProblem{reason: reason, message: fmt.Sprintf("App %s: %s", app, msg), terminal: terminal}, nil
 	}
 	if errs := validation.IsDNS1123Subdomain(host); len(errs) > 0 || !strings.Contains(host, ".") {
 		return problem(v1alpha1.DomainInvalidReason, fmt.Sprintf("%q is not a hostname", host), true)
-	}
-	if base := r.Options.BaseDomain; base != "" && (host == base || strings.HasSuffix(host, "."+base)) {
-		return problem(v1alpha1.DomainInvalidReason, fmt.Sprintf("%q is under the platform's domain %s, whose hostnames the operator gives out", host, base), true)
 	}
 
 	claim := &v1alpha1.DomainClaim{}
@@ -128,8 +199,14 @@ func (r *CooperativeReconciler) holdDomain(ctx context.Context, coop *v1alpha1.C
 	if err != nil {
 		return st, nil, fmt.Errorf("while claiming %s: %w", host, err)
 	}
-	if claim.Spec.Cooperative != coop.Name || claim.Spec.App != app {
-		return problem(v1alpha1.DomainClaimedReason, fmt.Sprintf("%q is already claimed by another cooperative or app", host), false)
+	switch {
+	case claim.Spec.Cooperative != coop.Name:
+		return problem(v1alpha1.DomainConflictReason, fmt.Sprintf("%q is already claimed by another cooperative", host), false)
+	case claim.Spec.App != app:
+		return problem(v1alpha1.DomainConflictReason, fmt.Sprintf("%q is already claimed by app %s of this cooperative", host, claim.Spec.App), false)
+	case proven:
+		st.Verified = true
+		return st, nil, nil
 	}
 	st.TXTValue = claim.Spec.Token
 

@@ -9,11 +9,14 @@ import (
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
 	"cooperator.dev/cooperator/internal/dns"
+	"cooperator.dev/cooperator/internal/specs"
 )
 
 // ingressHosts are the hosts of the shop app's Ingress in coop bakers.
@@ -109,6 +112,99 @@ func TestCustomDomainsAreExposedOnlyWhileVerified(t *testing.T) {
 		err := adminClient.Get(ctx, client.ObjectKey{Name: "shop.bakers.example"}, &v1alpha1.DomainClaim{})
 		return client.IgnoreNotFound(err) == nil && err != nil, nil
 	})
+
+	// A hostname under the coop's own part of the platform's domain needs no TXT record.
+	update(t, "bakers", func(c *v1alpha1.Cooperative) { c.Spec.Apps[0].Domains = []string{"www.bakers.coops.test"} })
+	coop = domainsReason(t, "bakers", v1alpha1.DomainsVerifiedReason)
+	if d := coop.Status.Apps[0].Domains[0]; !d.Verified || d.TXTRecord != "" {
+		t.Errorf("the coop's own hostname: %+v", d)
+	}
+	waitFor(t, 30*time.Second, "the coop's own hostname on the Ingress", func(ctx context.Context) (bool, error) {
+		return slices.Contains(ingressHosts(t), "www.bakers.coops.test"), nil
+	})
+}
+
+func TestWildcardTLSCertifiesOnlyCustomDomains(t *testing.T) {
+	cfg := testConfig
+	cfg.Specs.Expose.WildcardTLS = true
+	startOperatorWith(t, cfg)
+	create(t, testBlueprint(t, "web-wild", nil), newPlan("wild-plan"))
+	coop := newCoop("wild", "wild-plan")
+	coop.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "shop", Blueprint: "web-wild", Version: "1.0", Domains: []string{"shop.wild.example"}}}
+	create(t, coop)
+	coop = domainsReason(t, "wild", v1alpha1.DomainUnverifiedReason)
+	dnsServer.SetTXT(coop.Status.Apps[0].Domains[0].TXTRecord, coop.Status.Apps[0].Domains[0].TXTValue)
+	waitReady(t, "wild")
+
+	ing := &networkingv1.Ingress{}
+	waitFor(t, 30*time.Second, "both hostnames on the Ingress", func(ctx context.Context) (bool, error) {
+		if err := adminClient.Get(ctx, client.ObjectKey{Namespace: "coop-wild", Name: "shop"}, ing); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return len(ing.Spec.Rules) == 2, nil
+	})
+	if len(ing.Spec.TLS) != 2 || ing.Spec.TLS[0].SecretName != "" || !slices.Equal(ing.Spec.TLS[0].Hosts, []string{"shop-wild.coops.test"}) ||
+		ing.Spec.TLS[1].SecretName != "shop-tls" || !slices.Equal(ing.Spec.TLS[1].Hosts, []string{"shop.wild.example"}) {
+		t.Errorf("TLS = %+v: want the platform's hostname under the controller's wildcard, the custom domain in shop-tls", ing.Spec.TLS)
+	}
+	cert := &unstructured.Unstructured{}
+	cert.SetGroupVersionKind(CertManagerCertificate)
+	mustGet(t, "coop-wild", "shop", cert)
+	if names, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames"); !slices.Equal(names, []string{"shop.wild.example"}) {
+		t.Errorf("the app's Certificate covers %v; want only its custom domain", names)
+	}
+
+	// app "a" of coop "b-c" and app "a-b" of coop "c" both make a-b-c.coops.test:
+	// the first holds it, the second is told, and the first keeps it.
+	first := newCoop("b-c", "wild-plan")
+	first.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "a", Blueprint: "web-wild", Version: "1.0"}}
+	create(t, first)
+	waitReady(t, "b-c")
+	second := newCoop("c", "wild-plan")
+	second.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "a-b", Blueprint: "web-wild", Version: "1.0"}}
+	create(t, second)
+	second = domainsReason(t, "c", v1alpha1.DomainConflictReason)
+	if c := meta.FindStatusCondition(second.Status.Conditions, v1alpha1.DomainsReadyCondition); !strings.Contains(c.Message, `"a-b-c.coops.test" is already claimed by another cooperative`) {
+		t.Errorf("message = %q", c.Message)
+	}
+	claim := &v1alpha1.DomainClaim{}
+	mustGet(t, "", "a-b-c.coops.test", claim)
+	if claim.Spec.Cooperative != "b-c" {
+		t.Errorf("the hostname moved to %s", claim.Spec.Cooperative)
+	}
+	if err := adminClient.Get(context.Background(), client.ObjectKey{Namespace: "coop-c", Name: "a-b"}, &networkingv1.Ingress{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the loser got an Ingress for a hostname it does not hold: %v", err)
+	}
+}
+
+func TestGatewayExposesAppsWithHTTPRoutes(t *testing.T) {
+	cfg := testConfig
+	cfg.Specs.Expose.Gateway = &specs.GatewayRef{Namespace: "gateways", Name: "public"}
+	startOperatorWith(t, cfg)
+	create(t, testBlueprint(t, "web-routed", nil), newPlan("routed-plan"))
+	coop := newCoop("routed", "routed-plan")
+	coop.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "shop", Blueprint: "web-routed", Version: "1.0"}}
+	create(t, coop)
+	waitReady(t, "routed")
+
+	route := &unstructured.Unstructured{}
+	route.SetGroupVersionKind(specs.HTTPRoute)
+	mustGet(t, "coop-routed", "shop", route)
+	hosts, _, _ := unstructured.NestedStringSlice(route.Object, "spec", "hostnames")
+	parents, _, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs")
+	if !slices.Equal(hosts, []string{"shop.routed.coops.test"}) || len(parents) != 1 || parents[0].(map[string]any)["name"] != "public" {
+		t.Errorf("HTTPRoute hostnames %v, parents %v", hosts, parents)
+	}
+	if err := adminClient.Get(context.Background(), client.ObjectKey{Namespace: "coop-routed", Name: "shop"}, &networkingv1.Ingress{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an Ingress was made beside the HTTPRoute: %v", err)
+	}
+
+	// An app taken out takes its route with it.
+	update(t, "routed", func(c *v1alpha1.Cooperative) { c.Spec.Apps = nil })
+	waitFor(t, 30*time.Second, "the HTTPRoute to go", func(ctx context.Context) (bool, error) {
+		err := adminClient.Get(ctx, client.ObjectKey{Namespace: "coop-routed", Name: "shop"}, route)
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
 }
 
 func TestHundredCoopsRaceForTenHostnames(t *testing.T) {
@@ -138,7 +234,7 @@ func TestHundredCoopsRaceForTenHostnames(t *testing.T) {
 		for _, c := range list.Items {
 			cond := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.DomainsReadyCondition)
 			if strings.HasPrefix(c.Name, "race-") && cond != nil &&
-				(cond.Reason == v1alpha1.DomainClaimedReason || cond.Reason == v1alpha1.DomainUnverifiedReason) {
+				(cond.Reason == v1alpha1.DomainConflictReason || cond.Reason == v1alpha1.DomainUnverifiedReason) {
 				settled++
 			}
 		}
@@ -184,7 +280,7 @@ func TestHundredCoopsRaceForTenHostnames(t *testing.T) {
 	losers := 0
 	for _, c := range list.Items {
 		if cond := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.DomainsReadyCondition); strings.HasPrefix(c.Name, "race-") &&
-			cond != nil && cond.Reason == v1alpha1.DomainClaimedReason {
+			cond != nil && cond.Reason == v1alpha1.DomainConflictReason {
 			losers++
 		}
 	}

@@ -214,7 +214,20 @@ func TestAdminsRunTheirCoopButNotItsIsolation(t *testing.T) {
 		t.Errorf("admin reading a Secret of their coop: %v", err)
 	}
 
+	settings := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: specs.SettingsSecretName, Namespace: "coop-rbac-a"}, StringData: map[string]string{"SMTP_ADDRESS": "mail.example"}}
+	if err := as.Create(ctx, settings); err != nil {
+		t.Errorf("admin writing their apps' settings: %v", err)
+	}
+	settings.StringData = map[string]string{"SMTP_ADDRESS": "smtp.example"}
+	if err := as.Update(ctx, settings); err != nil {
+		t.Errorf("admin changing their apps' settings: %v", err)
+	}
+
 	forbidden := map[string]error{}
+	appSecret := &corev1.Secret{}
+	mustGet(t, "coop-rbac-a", "app", appSecret)
+	appSecret.StringData = map[string]string{"k": "changed"}
+	forbidden["changing a Secret that is not the settings"] = as.Update(ctx, appSecret)
 	forbidden["reading a Secret of another coop"] = as.Get(ctx, client.ObjectKey{Namespace: "coop-rbac-b", Name: "app"}, &corev1.Secret{})
 	quota := &corev1.ResourceQuota{}
 	mustGet(t, "coop-rbac-a", specs.ResourceQuotaName, quota)

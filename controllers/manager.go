@@ -25,6 +25,7 @@ import (
 	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
+	"cooperator.dev/cooperator/internal/webhook"
 )
 
 // Scheme knows every kind the operator reads or writes.
@@ -49,6 +50,8 @@ type Config struct {
 	DomainRecheck time.Duration
 	// MaxConcurrentReconciles is how many coops are reconciled at once.
 	MaxConcurrentReconciles int
+	// Webhooks serves the admission webhooks from the manager's webhook server.
+	Webhooks bool
 }
 
 // CacheOptions keep only the operator's own children in memory: a cluster
@@ -64,7 +67,7 @@ func CacheOptions(cfg Config) cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&v1alpha1.Cooperative{}: everything, &v1alpha1.Plan{}: everything,
 			&v1alpha1.DatabaseServer{}: everything, &v1alpha1.Blueprint{}: everything,
-			&v1alpha1.DomainClaim{}: everything,
+			&v1alpha1.DomainClaim{}: everything, &v1alpha1.BackupStore{}: everything,
 		},
 		DefaultTransform: ssa.StripForeignManagedFields,
 	}
@@ -119,6 +122,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	}
 	if err := (&BlueprintReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("while setting up the Blueprint controller: %w", err)
+	}
+	if err := (&BackupStoreReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("while setting up the BackupStore controller: %w", err)
+	}
+	if cfg.Webhooks {
+		v := &webhook.CooperativeValidator{Reader: mgr.GetClient(), BaseDomain: cfg.Specs.BaseDomain}
+		if err := v.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("while setting up the Cooperative webhook: %w", err)
+		}
 	}
 	return nil
 }

@@ -54,8 +54,11 @@ var (
 	dnsServer *testenv.DNSServer
 )
 
-// certManagerVersion pins the cert-manager whose CRDs the tests install.
-const certManagerVersion = "v1.21.2"
+// Pinned versions of the third-party CRDs the tests install.
+const (
+	certManagerVersion = "v1.21.2"
+	gatewayAPIVersion  = "v1.6.3"
+)
 
 // Test database servers: plans select them by the label pool.
 const (
@@ -133,6 +136,12 @@ func installCRDs(ctx context.Context, cfg *rest.Config) error {
 		return err
 	}
 	crds = append(crds, filepath.Join(certManager, "deploy", "crds", "cert-manager.io_certificates.yaml"))
+	// Gateway API's HTTPRoute, from its module at a pinned version.
+	gatewayAPI, err := testenv.ModuleDir("sigs.k8s.io/gateway-api", gatewayAPIVersion)
+	if err != nil {
+		return err
+	}
+	crds = append(crds, filepath.Join(gatewayAPI, "config", "crd", "standard", "gateway.networking.k8s.io_httproutes.yaml"))
 	for _, path := range crds {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		if err := readYAML(path, crd); err != nil {
@@ -260,7 +269,7 @@ func waitEstablished(ctx context.Context, name string) error {
 
 // newManager builds a manager as cmd/cooperator does, as the operator's
 // identity; wrap, when set, sees every request it sends.
-func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) ctrl.Manager {
+func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper, edits ...func(*ctrl.Options)) ctrl.Manager {
 	t.Helper()
 	cfg := rest.CopyConfig(operatorConfig)
 	if wrap != nil {
@@ -269,7 +278,7 @@ func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) ct
 	// Tests start several managers in one process, one after another.
 	controllerConfig := ControllerConfig()
 	controllerConfig.SkipNameValidation = ptr.To(true)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:     Scheme,
 		Cache:      CacheOptions(testConfig),
 		Client:     ClientOptions(),
@@ -277,7 +286,11 @@ func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) ct
 		Controller: controllerConfig,
 		// Past this, the manager's goroutines are written out.
 		GracefulShutdownTimeout: ptr.To(time.Minute),
-	})
+	}
+	for _, edit := range edits {
+		edit(&opts)
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
 	}
@@ -288,9 +301,15 @@ func newManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) ct
 // test ends or the returned function is called.
 func startOperator(t testing.TB) (stop func()) {
 	t.Helper()
-	mgr := newManager(t, nil)
+	return startOperatorWith(t, testConfig)
+}
+
+// startOperatorWith runs the operator's controllers with cfg.
+func startOperatorWith(t testing.TB, cfg Config, edits ...func(*ctrl.Options)) (stop func()) {
+	t.Helper()
+	mgr := newManager(t, nil, edits...)
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := Setup(ctx, mgr, testConfig); err != nil {
+	if err := Setup(ctx, mgr, cfg); err != nil {
 		t.Fatalf("setting up controllers: %v", err)
 	}
 	var wg sync.WaitGroup

@@ -27,16 +27,21 @@ kubectl apply --server-side -f config/crd/bases
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl apply --server-side -f config/samples/plans.yaml
 kubectl apply --server-side -f "$LOCAL/database-server.yaml"
+echo ">> Installing the catalog (config/catalog)"
+kubectl apply --server-side -k config/catalog
 
 echo ">> Starting the operator (log: .local/operator.log)"
-bin/cooperator manager --metrics-bind-address=0 --health-probe-bind-address=0 >"$LOCAL/operator.log" 2>&1 &
+bin/cooperator manager --metrics-bind-address=0 --health-probe-bind-address=0 --base-domain=coops.localhost >"$LOCAL/operator.log" 2>&1 &
 operator_pid=$!
 
 echo ">> Applying the sample cooperatives"
 kubectl apply --server-side -f config/samples/cooperatives.yaml
 kubectl wait --for=condition=Ready coop --all --timeout=120s
+kubectl wait --for=condition=Ready blueprint --all --timeout=60s >/dev/null
 echo
 kubectl get coops
+echo
+kubectl get blueprints
 echo
 kubectl get databaseservers
 echo

@@ -89,11 +89,13 @@ const (
 
 	// DomainsVerifiedReason: every custom domain is held and its TXT record verified.
 	DomainsVerifiedReason = "Verified"
-	// DomainClaimedReason: another coop holds a hostname this coop asks for.
-	DomainClaimedReason = "DomainClaimed"
+	// DomainConflictReason: another coop, or another app of this coop, holds
+	// a hostname this coop asks for; nothing of the holder changes.
+	DomainConflictReason = "DomainConflict"
 	// DomainUnverifiedReason: a custom domain's TXT record is missing or holds another token.
 	DomainUnverifiedReason = "DomainUnverified"
-	// DomainInvalidReason: a custom domain is under the platform's base domain, or not a hostname.
+	// DomainInvalidReason: a custom domain is under the platform's base
+	// domain but not under the coop's own part of it, or not a hostname.
 	DomainInvalidReason = "DomainInvalid"
 	// DNSUnavailableReason: the resolver did not answer; retried.
 	DNSUnavailableReason = "DNSUnavailable"
@@ -103,6 +105,22 @@ const (
 	// BlueprintChecksFailedReason: a version of a Blueprint fails to render or fails a check.
 	BlueprintChecksFailedReason = "ChecksFailed"
 
+	// CredentialsInvalidReason: a BackupStore's credentials Secret is missing or lacks a key.
+	CredentialsInvalidReason = "CredentialsInvalid"
+	// BucketNotFoundReason: a BackupStore's bucket does not exist.
+	BucketNotFoundReason = "BucketNotFound"
+	// StoreUnreachableReason: a BackupStore's endpoint does not answer, or refuses its keys; retried.
+	StoreUnreachableReason = "StoreUnreachable"
+
 	// DeletingReason: the coop is being deleted.
 	DeletingReason = "Deleting"
+)
+
+// Reasons for what a coop's apps need from it: their databases.
+const (
+	// DatabaseNotReadyReason: an app needs a database that is not ready yet.
+	DatabaseNotReadyReason = "DatabaseNotReady"
+	// DatabaseNameTakenReason: a database the coop or one of its apps needs
+	// exists on the server and belongs to another coop's role.
+	DatabaseNameTakenReason = "DatabaseNameTaken"
 )

@@ -114,8 +114,15 @@ type CooperativeApp struct {
 	// +required
 	Version string `json:"version"`
 
-	// domains are the coop's own hostnames for the app, besides the default one.
+	// domains are the coop's own hostnames for the app, besides the default
+	// one. Each is served once the coop proves it controls it with a TXT
+	// record; hostnames under <coop>.<base domain> are the coop's already.
 	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:XValidation:rule="!self.contains('*')",message="wildcards are not allowed: list each hostname"
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches('^[0-9.]+$') && !self.contains(':')",message="IP addresses are not allowed: use a hostname"
+	// +kubebuilder:validation:items:XValidation:rule="self == self.lowerAscii()",message="must be lower case"
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')",message="must be a hostname of two labels or more, each of at most 63 letters, digits and '-'"
 	// +listType=set
 	// +optional
 	Domains []string `json:"domains,omitempty"`
@@ -232,6 +239,31 @@ type DatabaseStatus struct {
 	// retained is set when the coop was deleted and its database kept.
 	// +optional
 	Retained bool `json:"retained,omitempty"`
+
+	// apps are the databases of the coop's apps that need one: each app has
+	// a database of its own on the same server, owned by the coop's role.
+	// +listType=map
+	// +listMapKey=app
+	// +optional
+	Apps []AppDatabaseStatus `json:"apps,omitempty"`
+}
+
+// AppDatabaseStatus says where one app's data lives.
+type AppDatabaseStatus struct {
+	// app is the name of the app in spec.apps.
+	App string `json:"app"`
+
+	// name of the app's database.
+	Name string `json:"name"`
+
+	// secretName is the Secret in the coop's namespace that the app reads
+	// its connection from.
+	SecretName string `json:"secretName"`
+
+	// extensions created in the app's database.
+	// +listType=set
+	// +optional
+	Extensions []string `json:"extensions,omitempty"`
 }
 
 // CooperativeStatus is what the operator observed of a coop.

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"cooperator.dev/cooperator/controllers"
 	"cooperator.dev/cooperator/internal/dns"
@@ -31,11 +32,15 @@ func runManager(args []string) error {
 		baseDomain    = fs.String("base-domain", "", "Apps get the hostname <app>.<coop>.<base-domain>; empty: apps are not exposed.")
 		ingressClass  = fs.String("ingress-class", "", "IngressClass of app Ingresses; empty: the cluster's default.")
 		clusterIssuer = fs.String("cluster-issuer", "", "cert-manager ClusterIssuer for app certificates; empty: no certificates are asked for.")
+		gateway       = fs.String("gateway", "", "namespace/name of a Gateway API Gateway: apps get HTTPRoutes attached to it instead of Ingresses, and TLS is the Gateway's.")
+		wildcardTLS   = fs.Bool("wildcard-tls", false, "Apps get the hostname <app>-<coop>.<base-domain>, served under one *.<base-domain> certificate held by the ingress controller or Gateway; only custom domains get certificates of their own.")
 		dnsResolver   = fs.String("dns-resolver", "", "host:port of the DNS resolver that checks custom domains' TXT records; default: the first of /etc/resolv.conf.")
 		recheck       = fs.Duration("domain-recheck-interval", 10*time.Minute, "How often verified custom domains are checked again.")
 		qps           = fs.Int("kube-api-qps", 100, "Requests per second the operator may send to the API server.")
 		burst         = fs.Int("kube-api-burst", 200, "Requests the operator may send at once above kube-api-qps.")
 		concurrency   = fs.Int("max-concurrent-reconciles", 4, "How many cooperatives are reconciled at once.")
+		webhookPort   = fs.Int("webhook-port", 0, "Port of the admission webhooks' HTTPS server; 0 serves no webhooks.")
+		webhookCerts  = fs.String("webhook-cert-dir", "", "Folder holding tls.crt and tls.key of the webhook server; default: controller-runtime's.")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -47,6 +52,14 @@ func runManager(args []string) error {
 	cidrs, err := parseCIDRs(*databaseCIDRs)
 	if err != nil {
 		return fmt.Errorf("--database-cidrs: %w", err)
+	}
+
+	gw, err := parseGateway(*gateway)
+	if err != nil {
+		return fmt.Errorf("--gateway: %w", err)
+	}
+	if *wildcardTLS && *baseDomain == "" {
+		return fmt.Errorf("--wildcard-tls: needs --base-domain, the domain the wildcard certificate covers")
 	}
 
 	cfg, err := ctrl.GetConfig()
@@ -71,6 +84,15 @@ func runManager(args []string) error {
 	if err != nil {
 		return err
 	}
+	if gw != nil {
+		served, err := controllers.Serves(cfg, specs.HTTPRoute)
+		if err != nil {
+			return err
+		}
+		if !served {
+			return fmt.Errorf("--gateway: the API server does not serve %s: install the Gateway API CRDs", specs.HTTPRoute.GroupVersion().WithResource("httproutes"))
+		}
+	}
 	config := controllers.Config{
 		Specs: specs.Options{
 			IngressNamespace: *ingressNS,
@@ -78,13 +100,15 @@ func runManager(args []string) error {
 			DatabaseCIDRs:    cidrs,
 			CNPGNamespace:    *cnpgNS,
 			BaseDomain:       *baseDomain,
-			Expose:           specs.ExposeOptions{IngressClass: *ingressClass, ClusterIssuer: *clusterIssuer},
+			Expose: specs.ExposeOptions{IngressClass: *ingressClass, ClusterIssuer: *clusterIssuer,
+				Gateway: gw, WildcardTLS: *wildcardTLS},
 		},
 		CNPGInstalled:           cnpg,
 		CertManagerInstalled:    certManager,
 		DNS:                     dns.Verifier{Resolver: resolver},
 		DomainRecheck:           *recheck,
 		MaxConcurrentReconciles: *concurrency,
+		Webhooks:                *webhookPort != 0,
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  controllers.Scheme,
@@ -96,6 +120,7 @@ func runManager(args []string) error {
 		LeaderElection:          *leaderElect,
 		LeaderElectionID:        "cooperator.dev",
 		LeaderElectionNamespace: *leaderNS,
+		WebhookServer:           webhook.NewServer(webhook.Options{Port: *webhookPort, CertDir: *webhookCerts}),
 	})
 	if err != nil {
 		return fmt.Errorf("while creating the manager: %w", err)
@@ -112,6 +137,18 @@ func runManager(args []string) error {
 	}
 	ctrl.Log.WithName("setup").Info("Starting manager")
 	return mgr.Start(ctx)
+}
+
+// parseGateway reads namespace/name.
+func parseGateway(s string) (*specs.GatewayRef, error) {
+	if s == "" {
+		return nil, nil
+	}
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("%q is not namespace/name", s)
+	}
+	return &specs.GatewayRef{Namespace: ns, Name: name}, nil
 }
 
 // parseCIDRs reads a comma-separated list of networks.

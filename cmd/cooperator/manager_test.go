@@ -15,3 +15,18 @@ func TestParseCIDRs(t *testing.T) {
 		t.Errorf("a host name was taken for a network: %v", err)
 	}
 }
+
+func TestParseGateway(t *testing.T) {
+	got, err := parseGateway("gateways/public")
+	if err != nil || got == nil || got.Namespace != "gateways" || got.Name != "public" {
+		t.Errorf("got %+v, %v", got, err)
+	}
+	if got, err := parseGateway(""); got != nil || err != nil {
+		t.Errorf("no flag gave %+v, %v", got, err)
+	}
+	for _, bad := range []string{"public", "/public", "gateways/", "a/b/c"} {
+		if _, err := parseGateway(bad); err == nil || !strings.Contains(err.Error(), "namespace/name") {
+			t.Errorf("%q: got %v, want a refusal naming the form", bad, err)
+		}
+	}
+}

@@ -6,6 +6,10 @@ import (
 	"cooperator.dev/cooperator/api/v1alpha1"
 )
 
+// SettingsSecretName is the Secret a coop's admins write for their apps'
+// own settings, such as SMTP; the catalog's apps read it when it exists.
+const SettingsSecretName = "settings"
+
 // AdminRoleName names the Role, and its RoleBinding, of a coop's admins.
 const AdminRoleName = "cooperative-admin"
 
@@ -28,6 +32,11 @@ func AdminRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
 		rule("", readVerbs, "pods", "pods/log", "services", "configmaps", "secrets", "persistentvolumeclaims",
 			"serviceaccounts", "events", "resourcequotas", "limitranges", "endpoints"),
 		rule("", []string{"delete"}, "pods"),
+		// The coop's own settings for its apps (mail, S3, map keys): a
+		// Secret it writes itself. RBAC cannot limit create to one name;
+		// any other Secret it makes is read by nothing of the operator's.
+		rule("", []string{"create"}, "secrets"),
+		rule("", []string{"update", "patch", "delete"}, "secrets").WithResourceNames(SettingsSecretName),
 		rule("", []string{"create"}, "pods/exec", "pods/portforward"),
 		rule("apps", operateVerbs, "deployments", "statefulsets", "deployments/scale", "statefulsets/scale"),
 		rule("apps", readVerbs, "replicasets"),

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -53,10 +54,20 @@ type Env struct {
 	Kubeconfig string
 	// Config is an admin client config.
 	Config *rest.Config
+	// CABundle is the PEM of the local certificate authority, and
+	// ServingCert and ServingKey the files of a certificate it signed for
+	// 127.0.0.1: a webhook server on loopback serves with them, and the API
+	// server trusts it with CABundle.
+	CABundle                []byte
+	ServingCert, ServingKey string
 
 	procs   []*process
 	ownsDir bool
 }
+
+// FailingImage is an image whose Job pods fail on the fake nodes (see
+// hack/kwok): tests use it to watch a run-once command fail.
+const FailingImage = "cooperator.test/fails:always"
 
 // NodeAnnotation marks the nodes kwok manages.
 const NodeAnnotation = "kwok.x-k8s.io/node"
@@ -97,6 +108,7 @@ func (e *Env) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("writing certificates: %w", err)
 	}
+	e.CABundle, e.ServingCert, e.ServingKey = p.CAPEM, p.ServingCert, p.ServingKey
 	token, err := randomToken()
 	if err != nil {
 		return err
@@ -182,6 +194,8 @@ func (e *Env) start(ctx context.Context, opts Options) error {
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", kcmPort),
 		"--kube-api-qps=200", "--kube-api-burst=400",
 		"--concurrent-namespace-syncs=10", "--concurrent-gc-syncs=40",
+		// Claims get volumes, so apps with data schedule on the fake nodes.
+		"--enable-hostpath-provisioner",
 		"--v=0",
 	)
 	scheduler := newProcess(opts.BinDir, e.Dir, "kube-scheduler",
@@ -206,7 +220,35 @@ func (e *Env) start(ctx context.Context, opts Options) error {
 	// kwok has been seen to die at start; the supervisor starts it again.
 	kwok.supervise()
 
-	return e.createNodes(ctx, opts.Nodes)
+	if err := e.createNodes(ctx, opts.Nodes); err != nil {
+		return err
+	}
+	return e.createStorageClass(ctx)
+}
+
+// StorageClassName is the local cluster's default StorageClass: the
+// controller-manager's hostPath provisioner makes a volume for each claim.
+// No kubelet mounts them; they let pods with claims be scheduled.
+const StorageClassName = "local"
+
+func (e *Env) createStorageClass(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(e.Config)
+	if err != nil {
+		return err
+	}
+	binding := storagev1.VolumeBindingImmediate
+	reclaim := corev1.PersistentVolumeReclaimDelete
+	sc := &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{Name: StorageClassName,
+			Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}},
+		Provisioner:       "kubernetes.io/host-path",
+		ReclaimPolicy:     &reclaim,
+		VolumeBindingMode: &binding,
+	}
+	if _, err := cs.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating StorageClass %s: %w", sc.Name, err)
+	}
+	return nil
 }
 
 func (e *Env) launch(p *process) error {

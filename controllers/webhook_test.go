@@ -1,0 +1,102 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/testenv"
+)
+
+// serveWebhooks runs the operator with its webhook server on loopback and
+// installs the generated ValidatingWebhookConfiguration, pointed at it, so
+// the real API server calls the real webhook.
+func serveWebhooks(t *testing.T) {
+	t.Helper()
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig
+	cfg.Webhooks = true
+	startOperatorWith(t, cfg, func(o *ctrl.Options) {
+		o.WebhookServer = webhook.NewServer(webhook.Options{
+			Host: "127.0.0.1", Port: port,
+			CertDir: filepath.Dir(env.ServingCert), CertName: filepath.Base(env.ServingCert), KeyName: filepath.Base(env.ServingKey),
+		})
+	})
+
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := readYAML(filepath.Join(root, "config", "webhook", "manifests.yaml"), vwc); err != nil {
+		t.Fatal(err)
+	}
+	vwc.Name = "cooperator-test"
+	for i := range vwc.Webhooks {
+		w := &vwc.Webhooks[i]
+		w.ClientConfig.URL = ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", port, *w.ClientConfig.Service.Path))
+		w.ClientConfig.Service = nil
+		w.ClientConfig.CABundle = env.CABundle
+	}
+	create(t, vwc)
+	t.Cleanup(func() { _ = adminClient.Delete(context.Background(), vwc) })
+}
+
+func TestWebhookRefusesDomainsTheCoopCannotHave(t *testing.T) {
+	serveWebhooks(t)
+	ctx := context.Background()
+	holder := &v1alpha1.DomainClaim{}
+	holder.Name = "taken.example.org"
+	holder.Spec = v1alpha1.DomainClaimSpec{Cooperative: "holder", App: "shop", Token: "cooperator-0123456789abcdef"}
+	create(t, holder)
+	t.Cleanup(func() { _ = adminClient.Delete(context.Background(), holder) })
+
+	coop := newCoop("asker", "any")
+	coop.Spec.Apps = []v1alpha1.CooperativeApp{
+		{Name: "shop", Blueprint: "web", Version: "1.0", Domains: []string{"free.example.org"}},
+		{Name: "blog", Blueprint: "web", Version: "1.0", Domains: []string{"taken.example.org", "free.example.org", "x.other.coops.test"}},
+	}
+	var err error
+	// The webhook server may still be starting: the API server then refuses
+	// every coop with a connection error, which is not what is tested.
+	waitFor(t, 30*time.Second, "the webhook to answer", func(ctx context.Context) (bool, error) {
+		err = adminClient.Create(ctx, coop)
+		return err == nil || !strings.Contains(err.Error(), "failed calling webhook"), nil
+	})
+	if err == nil {
+		t.Fatal("a coop asking for a claimed domain was admitted")
+	}
+	for _, want := range []string{
+		`spec.apps[1].domains[0]: Forbidden: "taken.example.org" is already claimed by another cooperative`,
+		`spec.apps[1].domains[1]: Duplicate value`,
+		`spec.apps[1].domains[2]: Forbidden: "x.other.coops.test" is under the platform's domain coops.test`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if err := adminClient.Get(ctx, client.ObjectKeyFromObject(coop), &v1alpha1.Cooperative{}); err == nil {
+		t.Error("the refused coop exists")
+	}
+
+	// The holder itself, and the coop's own part of the platform's domain, pass.
+	ok := newCoop("holder", "any")
+	ok.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "shop", Blueprint: "web", Version: "1.0", Domains: []string{"taken.example.org", "www.holder.coops.test"}}}
+	if err := adminClient.Create(ctx, ok); err != nil {
+		t.Fatalf("the holder was refused: %v", err)
+	}
+	_ = adminClient.Delete(ctx, ok)
+}

@@ -1,0 +1,90 @@
+// Package webhook holds the operator's admission webhooks: they refuse at
+// once, with the field and the reason, what the reconcilers would only
+// report later on the object's status.
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/specs"
+)
+
+// +kubebuilder:webhook:path=/validate-cooperator-dev-v1alpha1-cooperative,mutating=false,failurePolicy=fail,sideEffects=None,groups=cooperator.dev,resources=cooperatives,verbs=create;update,versions=v1alpha1,name=vcooperative.cooperator.dev,admissionReviewVersions=v1
+
+// CooperativeValidator refuses custom domains that the coop cannot have:
+// held by another coop, listed by two of its apps, or under the platform's
+// base domain outside the coop's own part of it. The DomainClaims stay the
+// rule (two coops asking at the same moment both pass here, and one gets
+// the claim); this check tells a coop at once, instead of on its status.
+type CooperativeValidator struct {
+	// Reader reads DomainClaims, from the manager's cache.
+	Reader client.Reader
+	// BaseDomain is the platform's domain, as the operator was told.
+	BaseDomain string
+}
+
+// SetupWithManager serves the webhook from the manager's webhook server.
+func (v *CooperativeValidator) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Cooperative{}).WithValidator(v).Complete()
+}
+
+// ValidateCreate checks a new coop.
+func (v *CooperativeValidator) ValidateCreate(ctx context.Context, coop *v1alpha1.Cooperative) (admission.Warnings, error) {
+	return nil, v.validate(ctx, coop)
+}
+
+// ValidateUpdate checks a changed coop.
+func (v *CooperativeValidator) ValidateUpdate(ctx context.Context, _, coop *v1alpha1.Cooperative) (admission.Warnings, error) {
+	if !coop.DeletionTimestamp.IsZero() {
+		// A coop on its way out must be able to lose its finalizer.
+		return nil, nil
+	}
+	return nil, v.validate(ctx, coop)
+}
+
+// ValidateDelete lets every deletion through.
+func (v *CooperativeValidator) ValidateDelete(context.Context, *v1alpha1.Cooperative) (admission.Warnings, error) {
+	return nil, nil
+}
+
+func (v *CooperativeValidator) validate(ctx context.Context, coop *v1alpha1.Cooperative) error {
+	var errs field.ErrorList
+	seen := map[string]string{}
+	for i, app := range coop.Spec.Apps {
+		for j, host := range app.Domains {
+			path := field.NewPath("spec", "apps").Index(i).Child("domains").Index(j)
+			host = strings.ToLower(host)
+			if other, ok := seen[host]; ok {
+				errs = append(errs, field.Duplicate(path, fmt.Sprintf("%s (already listed for app %s)", host, other)))
+				continue
+			}
+			seen[host] = app.Name
+			if _, reason := specs.PlatformDomain(coop, host, v.BaseDomain); reason != "" {
+				errs = append(errs, field.Forbidden(path, reason))
+				continue
+			}
+			claim := &v1alpha1.DomainClaim{}
+			err := v.Reader.Get(ctx, client.ObjectKey{Name: host}, claim)
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				return apierrors.NewInternalError(fmt.Errorf("while reading the claim of %s: %w", host, err))
+			case claim.Spec.Cooperative != coop.Name:
+				errs = append(errs, field.Forbidden(path, fmt.Sprintf("%q is already claimed by another cooperative", host)))
+			}
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(v1alpha1.GroupVersion.WithKind("Cooperative").GroupKind(), coop.Name, errs)
+}
