@@ -137,6 +137,18 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 
 	if m := bp.Spec.Migration; m != nil {
 		if serving := servingVersion(coop, app.Name); serving != app.Version {
+			// The Job mounts the app's volumes; on a first install it also
+			// reads the app's configuration. Nothing of it can break a
+			// version that serves: on an upgrade, only volumes go first.
+			for _, obj := range objs {
+				if obj.GetKind() != "PersistentVolumeClaim" && (serving != "" || isWorkload(obj) || isRunOnce(obj)) {
+					continue
+				}
+				specs.Own(obj, coop)
+				if _, err := ssa.ApplyUnstructured(ctx, r.Client, obj); err != nil {
+					return st, nil, fmt.Errorf("while applying %s %s before the migration: %w", obj.GetKind(), obj.GetName(), err)
+				}
+			}
 			problem, err := r.migrate(ctx, coop, app, m, objs, serving)
 			if err != nil || problem != nil {
 				st.Version, st.Message = serving, problemMessage(problem)
@@ -229,6 +241,10 @@ func (r *CooperativeReconciler) migrate(ctx context.Context, coop *v1alpha1.Coop
 
 func isWorkload(obj *unstructured.Unstructured) bool {
 	return obj.GetKind() == "Deployment" || obj.GetKind() == "StatefulSet"
+}
+
+func isRunOnce(obj *unstructured.Unstructured) bool {
+	return obj.GetKind() == "Job" || obj.GetKind() == "CronJob"
 }
 
 // rolloutWaiting names the first workload whose rollout is not complete.
