@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -65,6 +66,9 @@ type scope struct {
 	plan *v1alpha1.Plan
 	// exposures is set by reconcileApps: the apps that serve HTTP.
 	exposures []exposure
+	// connection is set by reconcileDatabase in Shared mode: how the coop's
+	// role reaches its databases, with the password the server has.
+	connection *specs.Connection
 }
 
 // exposure is an app that serves HTTP, and where.
@@ -107,6 +111,7 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.reconcileDatabase,
 		r.reconcileApps,
 		r.reconcileDomains,
+		r.reconcileBackups,
 	})
 }
 
@@ -131,6 +136,7 @@ const (
 	serverIndex    = "metadata.annotations.database-server"
 	blueprintIndex = "spec.apps.blueprint"
 	domainIndex    = "spec.apps.domains"
+	storeIndex     = "spec.backup.store"
 )
 
 // SetupWithManager registers the reconciler. Children are watched so that a
@@ -166,6 +172,11 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Cooperative{}, storeIndex, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.Cooperative).Spec.Backup.Store}
+	}); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Annotations carry requests such as a password rotation.
 		For(&v1alpha1.Cooperative{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -177,6 +188,7 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&corev1.Secret{}).
 		Owns(&networkingv1.Ingress{}).
+		Owns(&batchv1.CronJob{}).
 		Owns(workload("Deployment")).
 		Owns(workload("StatefulSet")).
 		Owns(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job"}}).
@@ -187,6 +199,8 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Watches(&v1alpha1.Plan{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesBy(planIndex))).
 		Watches(&v1alpha1.DatabaseServer{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnServer),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, serverReadyChanged{}))).
+		Watches(&v1alpha1.BackupStore{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOfStore),
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, storeReadyChanged{}))).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			// A server that is down is tried again with backoff, at most
@@ -257,4 +271,36 @@ func (serverReadyChanged) Update(e event.UpdateEvent) bool {
 	}
 	return meta.IsStatusConditionTrue(oldServer.Status.Conditions, v1alpha1.ReadyCondition) !=
 		meta.IsStatusConditionTrue(newServer.Status.Conditions, v1alpha1.ReadyCondition)
+}
+
+// cooperativesOfStore wakes the coops that back up to a store: those that
+// name it, and those whose plan does.
+func (r *CooperativeReconciler) cooperativesOfStore(ctx context.Context, store client.Object) []ctrl.Request {
+	reqs := r.cooperativesWith(ctx, storeIndex, store.GetName())
+	var plans v1alpha1.PlanList
+	if err := r.List(ctx, &plans); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing plans")
+		return reqs
+	}
+	for _, p := range plans.Items {
+		if p.Spec.Backup.Store == store.GetName() {
+			reqs = append(reqs, r.cooperativesWith(ctx, planIndex, p.Name)...)
+		}
+	}
+	return reqs
+}
+
+// storeReadyChanged passes BackupStore updates that change its Ready condition.
+type storeReadyChanged struct {
+	predicate.Funcs
+}
+
+func (storeReadyChanged) Update(e event.UpdateEvent) bool {
+	oldStore, ok1 := e.ObjectOld.(*v1alpha1.BackupStore)
+	newStore, ok2 := e.ObjectNew.(*v1alpha1.BackupStore)
+	if !ok1 || !ok2 {
+		return false
+	}
+	return meta.IsStatusConditionTrue(oldStore.Status.Conditions, v1alpha1.ReadyCondition) !=
+		meta.IsStatusConditionTrue(newStore.Status.Conditions, v1alpha1.ReadyCondition)
 }

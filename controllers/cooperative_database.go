@@ -177,6 +177,7 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 	if err := r.applyDatabaseSecret(ctx, coop, conn, false); err != nil {
 		return ctrl.Result{}, err
 	}
+	s.connection = &conn
 	if err := r.reconcileAppDatabases(ctx, s, server, pg, conn); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -22,6 +22,7 @@ var partConditions = []string{
 	v1alpha1.DatabaseReadyCondition,
 	v1alpha1.AppsReadyCondition,
 	v1alpha1.DomainsReadyCondition,
+	v1alpha1.BackupsReadyCondition,
 }
 
 // finalizeStatus summarises the pass into Ready, Reconciling and Stalled,

@@ -46,7 +46,8 @@ var (
 	// operatorConfig authenticates as the operator's own identity.
 	operatorConfig *rest.Config
 	testOptions    = specs.Options{IngressNamespace: "ingress-nginx", DNSNamespace: "kube-system", CNPGNamespace: "cnpg-system",
-		BaseDomain: "coops.test", Expose: specs.ExposeOptions{ClusterIssuer: "letsencrypt"}}
+		BaseDomain: "coops.test", Expose: specs.ExposeOptions{ClusterIssuer: "letsencrypt"},
+		OperatorNamespace: adminNamespace, RunnerImage: "cooperator.test/cooperator:test"}
 	testConfig = Config{Specs: testOptions, CNPGInstalled: true, CertManagerInstalled: true}
 	// mainPostgres is the shared server most tests' coops are placed on.
 	mainPostgres *testenv.Postgres

@@ -27,11 +27,13 @@ kubectl apply --server-side -f config/crd/bases
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl apply --server-side -f config/samples/plans.yaml
 kubectl apply --server-side -f "$LOCAL/database-server.yaml"
+kubectl apply --server-side -f "$LOCAL/backup-store.yaml"
 echo ">> Installing the catalog (config/catalog)"
 kubectl apply --server-side -k config/catalog
 
 echo ">> Starting the operator (log: .local/operator.log)"
-bin/cooperator manager --metrics-bind-address=0 --health-probe-bind-address=0 --base-domain=coops.localhost >"$LOCAL/operator.log" 2>&1 &
+bin/cooperator manager --metrics-bind-address=0 --health-probe-bind-address=0 --base-domain=coops.localhost \
+  --namespace=cooperator-system --runner-image=cooperator:dev >"$LOCAL/operator.log" 2>&1 &
 operator_pid=$!
 
 echo ">> Applying the sample cooperatives"
@@ -44,6 +46,10 @@ echo
 kubectl get blueprints
 echo
 kubectl get databaseservers
+echo
+kubectl get backupstores
+echo
+kubectl get cronjobs -n cooperator-system
 echo
 echo "The sample coops are Ready. Point kubectl at this cluster with:"
 echo "  export KUBECONFIG=$KUBECONFIG"

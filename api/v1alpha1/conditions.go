@@ -19,6 +19,9 @@ const (
 	AppsReadyCondition = "AppsReady"
 	// DomainsReadyCondition is True when every custom domain is held and verified.
 	DomainsReadyCondition = "DomainsReady"
+	// BackupsReadyCondition is True when the coop's backups are scheduled to
+	// a store that answers, or when its plan asks for none (the message says so).
+	BackupsReadyCondition = "BackupsReady"
 )
 
 // Reasons of the Cooperative conditions.
@@ -105,6 +108,14 @@ const (
 	// BlueprintChecksFailedReason: a version of a Blueprint fails to render or fails a check.
 	BlueprintChecksFailedReason = "ChecksFailed"
 
+	// BackupsScheduledReason: the coop's backup CronJob is in place and its store answers.
+	BackupsScheduledReason = "Scheduled"
+	// BackupsNotRequestedReason: neither the coop nor its plan names a backup store.
+	BackupsNotRequestedReason = "NotRequested"
+	// BackupStoreNotFoundReason: the coop's or its plan's backup store does not exist.
+	BackupStoreNotFoundReason = "BackupStoreNotFound"
+	// BackupStoreNotReadyReason: the backup store does not answer; backups would fail.
+	BackupStoreNotReadyReason = "BackupStoreNotReady"
 	// CredentialsInvalidReason: a BackupStore's credentials Secret is missing or lacks a key.
 	CredentialsInvalidReason = "CredentialsInvalid"
 	// BucketNotFoundReason: a BackupStore's bucket does not exist.

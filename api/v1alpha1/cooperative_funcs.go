@@ -51,3 +51,12 @@ func (c *Cooperative) EffectiveDatabaseMode(plan *Plan) DatabaseMode {
 	}
 	return DatabaseModeShared
 }
+
+// EffectiveBackupStore is the coop's backup store, or its plan's; "" when
+// neither names one.
+func (c *Cooperative) EffectiveBackupStore(plan *Plan) string {
+	if c.Spec.Backup.Store != "" {
+		return c.Spec.Backup.Store
+	}
+	return plan.Spec.Backup.Store
+}

@@ -86,11 +86,23 @@ type CooperativeSpec struct {
 	// +optional
 	Apps []CooperativeApp `json:"apps,omitempty"`
 
+	// backup is where and how the coop's data is backed up. Default: its plan's.
+	// +optional
+	Backup CooperativeBackup `json:"backup,omitempty"`
+
 	// deletionPolicy says whether the coop's database and backups are kept
 	// (Retain) or removed (Delete) when this Cooperative is deleted.
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// CooperativeBackup is where a coop's backups go.
+type CooperativeBackup struct {
+	// store is the BackupStore the coop backs up to, instead of its plan's.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Store string `json:"store,omitempty"`
 }
 
 // CooperativeApp is one catalog app a coop runs.

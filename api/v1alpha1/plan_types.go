@@ -142,6 +142,13 @@ type DedicatedDatabase struct {
 
 // PlanBackup holds the backup defaults of a plan.
 type PlanBackup struct {
+	// store is the BackupStore that coops on this plan back up to, unless a
+	// coop names its own. Empty: coops on this plan are not backed up, and
+	// their BackupsReady condition says so.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Store string `json:"store,omitempty"`
+
 	// schedule is a cron expression for backups; the operator spreads coops
 	// over the hour it names.
 	// +kubebuilder:validation:MaxLength=64

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -39,6 +40,8 @@ func runManager(args []string) error {
 		qps           = fs.Int("kube-api-qps", 100, "Requests per second the operator may send to the API server.")
 		burst         = fs.Int("kube-api-burst", 200, "Requests the operator may send at once above kube-api-qps.")
 		concurrency   = fs.Int("max-concurrent-reconciles", 4, "How many cooperatives are reconciled at once.")
+		namespace     = fs.String("namespace", os.Getenv("POD_NAMESPACE"), "The operator's namespace, where coops' backups run ($POD_NAMESPACE).")
+		runnerImage   = fs.String("runner-image", os.Getenv("RUNNER_IMAGE"), "Image of the backup runner: the operator's own image ($RUNNER_IMAGE).")
 		webhookPort   = fs.Int("webhook-port", 0, "Port of the admission webhooks' HTTPS server; 0 serves no webhooks.")
 		webhookCerts  = fs.String("webhook-cert-dir", "", "Folder holding tls.crt and tls.key of the webhook server; default: controller-runtime's.")
 	)
@@ -95,11 +98,13 @@ func runManager(args []string) error {
 	}
 	config := controllers.Config{
 		Specs: specs.Options{
-			IngressNamespace: *ingressNS,
-			DNSNamespace:     *dnsNS,
-			DatabaseCIDRs:    cidrs,
-			CNPGNamespace:    *cnpgNS,
-			BaseDomain:       *baseDomain,
+			IngressNamespace:  *ingressNS,
+			DNSNamespace:      *dnsNS,
+			DatabaseCIDRs:     cidrs,
+			CNPGNamespace:     *cnpgNS,
+			BaseDomain:        *baseDomain,
+			OperatorNamespace: *namespace,
+			RunnerImage:       *runnerImage,
 			Expose: specs.ExposeOptions{IngressClass: *ingressClass, ClusterIssuer: *clusterIssuer,
 				Gateway: gw, WildcardTLS: *wildcardTLS},
 		},

@@ -20,7 +20,7 @@ func main() {
 	dir := flag.String("dir", ".local/cluster", "Folder for the cluster's data, certificates and logs; emptied at start.")
 	kubeconfig := flag.String("kubeconfig", ".local/kubeconfig", "Where to write the admin kubeconfig.")
 	nodes := flag.Int("nodes", 2, "How many fake nodes to create.")
-	withPostgres := flag.Bool("postgres", true, "Also start a PostgreSQL server and write a DatabaseServer for it to <dir>/../database-server.yaml.")
+	withPostgres := flag.Bool("postgres", true, "Also start a PostgreSQL server and an S3 server, and write a DatabaseServer and a BackupStore for them to <dir>/../database-server.yaml and backup-store.yaml.")
 	flag.Parse()
 
 	if err := run(*dir, *kubeconfig, *nodes, *withPostgres); err != nil {
@@ -57,6 +57,19 @@ func run(dir, kubeconfig string, nodes int, withPostgres bool) error {
 			return err
 		}
 		fmt.Printf("PostgreSQL is up on %s:%d (log %s)\n", pg.Host, pg.Port, pg.LogPath)
+
+		s3, err := testenv.StartS3(ctx, "")
+		if err != nil {
+			return err
+		}
+		defer s3.Remove()
+		if err := s3.CreateBucket(ctx, "coop-backups"); err != nil {
+			return err
+		}
+		if err := writeBackupStore(s3, filepath.Join(filepath.Dir(dir), "backup-store.yaml")); err != nil {
+			return err
+		}
+		fmt.Printf("S3 is up on %s (bucket coop-backups)\n", s3.Endpoint)
 	}
 
 	data, err := os.ReadFile(env.Kubeconfig)
@@ -112,5 +125,35 @@ spec:
   maxDatabases: 500
   extensions: [pg_trgm, citext, unaccent]
 `, password, pg.Host, pg.Port)
+	return os.WriteFile(path, []byte(manifest), 0o600)
+}
+
+// writeBackupStore writes the Secret and BackupStore a sysadmin would apply
+// for the local S3 server. It is named as the sample plans' store.
+func writeBackupStore(s3 *testenv.S3, path string) error {
+	manifest := fmt.Sprintf(`# The local S3 server, for coops' backups.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: local-s3-keys
+  namespace: cooperator-system
+stringData:
+  accessKeyID: %q
+  secretAccessKey: %q
+---
+apiVersion: cooperator.dev/v1alpha1
+kind: BackupStore
+metadata:
+  name: main
+spec:
+  endpoint: %s
+  region: %s
+  bucket: coop-backups
+  insecure: true
+  pathStyle: true
+  credentialsSecretRef:
+    name: local-s3-keys
+    namespace: cooperator-system
+`, s3.AccessKey, s3.SecretKey, s3.Endpoint, s3.Region)
 	return os.WriteFile(path, []byte(manifest), 0o600)
 }

@@ -43,6 +43,12 @@ type Options struct {
 	BaseDomain string
 	// Expose says how apps are exposed.
 	Expose ExposeOptions
+	// OperatorNamespace is where the operator runs, and where coops' backup
+	// Jobs run: the store's keys never enter a coop's namespace, whose
+	// admins can read every Secret and exec into every pod there.
+	OperatorNamespace string
+	// RunnerImage is the operator's image, which backup Jobs run.
+	RunnerImage string
 }
 
 func resourceCount(n int32) *resource.Quantity {

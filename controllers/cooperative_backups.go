@@ -1,0 +1,110 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	batchv1ac "k8s.io/client-go/applyconfigurations/batch/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/specs"
+	"cooperator.dev/cooperator/internal/ssa"
+)
+
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch;delete
+
+// waitForStore is how soon a coop looks again for a backup store that does
+// not exist or does not answer yet.
+const waitForStore = time.Minute
+
+// reconcileBackups schedules the coop's backups: a CronJob in the
+// operator's namespace runs `cooperator backup` over the coop's databases
+// into its backup store. The store's keys stay in the operator's namespace:
+// a coop's admins can read every Secret of theirs and exec into every pod.
+func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) (ctrl.Result, error) {
+	coop := s.coop
+	name := coop.EffectiveBackupStore(s.plan)
+	not := func(reason, format string, args ...any) {
+		setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionFalse, reason, fmt.Sprintf(format, args...))
+	}
+	if name == "" {
+		if err := r.unscheduleBackups(ctx, coop); err != nil {
+			return ctrl.Result{}, err
+		}
+		setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsNotRequestedReason,
+			fmt.Sprintf("Plan %s names no backup store: the coop's data is not backed up", s.plan.Name))
+		return ctrl.Result{}, nil
+	}
+	store := &v1alpha1.BackupStore{}
+	if err := r.Get(ctx, client.ObjectKey{Name: name}, store); err != nil {
+		if apierrors.IsNotFound(err) {
+			not(v1alpha1.BackupStoreNotFoundReason, "BackupStore %s does not exist", name)
+			return ctrl.Result{RequeueAfter: waitForStore}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	switch ns := r.Options.OperatorNamespace; {
+	case ns == "":
+		not(v1alpha1.BackupStoreNotReadyReason, "The operator was not told its namespace (--namespace), where backups run")
+		return ctrl.Result{}, nil
+	case store.Spec.CredentialsSecretRef.Namespace != ns:
+		not(v1alpha1.BackupStoreNotReadyReason, "BackupStore %s keeps its keys in namespace %s; backups run in %s, where the keys must be",
+			name, store.Spec.CredentialsSecretRef.Namespace, ns)
+		return ctrl.Result{}, nil
+	}
+	db := coop.Status.Database
+	if s.connection == nil || db == nil {
+		// Dedicated mode, or a database not ready yet: nothing to back up with the runner.
+		not(v1alpha1.ProgressingReason, "Backups start once the coop's shared database is ready; backups of dedicated databases are not built yet")
+		return ctrl.Result{}, nil
+	}
+
+	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{},
+		specs.BackupPasswordSecret(coop, r.Options.OperatorNamespace, s.connection.Password), corev1ac.ExtractSecret); err != nil {
+		return ctrl.Result{}, fmt.Errorf("while applying the backup's database Secret: %w", err)
+	}
+	target := specs.BackupTarget{
+		Host: s.connection.Host, Port: s.connection.Port, User: s.connection.User, SSLMode: s.connection.SSLMode,
+		Databases: []string{db.Name}, Store: store.Spec, StoreSecret: store.Spec.CredentialsSecretRef.Name,
+		Schedule: s.plan.Spec.Backup.Schedule, Retention: s.plan.Spec.Backup.Retention,
+	}
+	for _, app := range db.Apps {
+		target.Databases = append(target.Databases, app.Name)
+	}
+	if target.Schedule == "" {
+		target.Schedule = "0 3 * * *"
+	}
+	cronJob := specs.BackupCronJob(coop, target, r.Options)
+	if _, err := ssa.Apply(ctx, r.Client, &batchv1.CronJob{}, cronJob, batchv1ac.ExtractCronJob); err != nil {
+		return ctrl.Result{}, fmt.Errorf("while applying the backup CronJob: %w", err)
+	}
+	if !meta.IsStatusConditionTrue(store.Status.Conditions, v1alpha1.ReadyCondition) {
+		not(v1alpha1.BackupStoreNotReadyReason, "BackupStore %s does not answer; backups would fail", name)
+		return ctrl.Result{RequeueAfter: waitForStore}, nil
+	}
+	setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsScheduledReason,
+		fmt.Sprintf("Backups run at %q (UTC) to BackupStore %s", *cronJob.Spec.Schedule, name))
+	return ctrl.Result{}, nil
+}
+
+// unscheduleBackups removes the backup CronJob and its Secret of a coop
+// whose plan no longer asks for backups. Backups already taken stay.
+func (r *CooperativeReconciler) unscheduleBackups(ctx context.Context, coop *v1alpha1.Cooperative) error {
+	key := metav1.ObjectMeta{Namespace: r.Options.OperatorNamespace, Name: specs.BackupName(coop)}
+	if key.Namespace == "" {
+		return nil
+	}
+	if err := r.deleteIfPresent(ctx, &batchv1.CronJob{ObjectMeta: key}); err != nil {
+		return err
+	}
+	return r.deleteIfPresent(ctx, &corev1.Secret{ObjectMeta: key})
+}
