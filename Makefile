@@ -16,6 +16,7 @@ CONTROLLER_TOOLS_VERSION := v0.23.0
 KWOK_VERSION := v0.8.0
 GOLANGCI_LINT_VERSION := v2.15.0
 VERSITYGW_VERSION := v1.8.0
+HELM_VERSION := v3.22.0
 
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 VERSION_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
@@ -26,6 +27,7 @@ CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KWOK := $(LOCALBIN)/kwok-$(KWOK_VERSION)
 GOLANGCI_LINT := $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 VERSITYGW := $(LOCALBIN)/versitygw-$(VERSITYGW_VERSION)
+HELM := $(LOCALBIN)/helm-$(HELM_VERSION)
 
 KUBECONFIG ?= $(LOCAL)/kubeconfig
 KUBECTL := $(LOCALBIN)/kubectl --kubeconfig=$(KUBECONFIG)
@@ -111,7 +113,7 @@ demo: tools postgres build ## Start everything, show sample coops Ready; Ctrl-C 
 ##@ Tools
 
 .PHONY: tools
-tools: $(addprefix $(LOCALBIN)/,$(CONTROL_PLANE)) $(LOCALBIN)/kwok $(LOCALBIN)/kwok-stages.yaml $(CONTROLLER_GEN) $(LOCALBIN)/versitygw ## Build every pinned tool into bin/.
+tools: $(addprefix $(LOCALBIN)/,$(CONTROL_PLANE)) $(LOCALBIN)/kwok $(LOCALBIN)/kwok-stages.yaml $(CONTROLLER_GEN) $(LOCALBIN)/versitygw $(LOCALBIN)/helm ## Build every pinned tool into bin/.
 
 # The control plane is built from hack/tools, rebuilt only when its pins change.
 $(addprefix $(LOCALBIN)/,$(CONTROL_PLANE)) &: hack/tools/go.mod hack/tools/go.sum
@@ -154,6 +156,18 @@ $(LOCALBIN)/versitygw: $(VERSITYGW)
 
 .PHONY: versitygw
 versitygw: $(LOCALBIN)/versitygw ## Build only bin/versitygw, the S3 server of the backup tests.
+
+# helm: the chart's lint and the install tests.
+$(HELM):
+	@echo ">> Building helm $(HELM_VERSION)"
+	GOBIN=$(LOCALBIN)/.helm go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/.helm/helm $@ && rmdir $(LOCALBIN)/.helm
+
+$(LOCALBIN)/helm: $(HELM)
+	ln -sf $(notdir $(HELM)) $@
+
+.PHONY: helm
+helm: $(LOCALBIN)/helm ## Build only bin/helm, for the chart and the install tests.
 
 $(GOLANGCI_LINT):
 	@echo ">> Building golangci-lint $(GOLANGCI_LINT_VERSION) (first time: a few minutes)"

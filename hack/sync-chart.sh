@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# config/crd/bases is the one source of the CRDs, and config/rbac/role.yaml
-# of the operator's rules. This writes what derives from them: the CRD
-# kustomization and the chart's copies, so that anything stale shows up in
-# `make verify-manifests`.
+# config/crd/bases is the one source of the CRDs, config/rbac/role.yaml of
+# the operator's rules and config/webhook/manifests.yaml of its webhooks.
+# This writes what derives from them: the CRD kustomization and the chart's
+# copies, so that anything stale shows up in `make verify-manifests` and in
+# test/install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 {
@@ -16,3 +17,4 @@ mkdir -p charts/cooperator/crds charts/cooperator/files
 rm -f charts/cooperator/crds/*.yaml
 cp config/crd/bases/*.yaml charts/cooperator/crds/
 cp config/rbac/role.yaml charts/cooperator/files/manager-role.yaml
+cp config/webhook/manifests.yaml charts/cooperator/files/webhook-manifests.yaml
