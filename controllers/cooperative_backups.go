@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -16,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/backup"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
 )
@@ -91,9 +94,64 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 		not(v1alpha1.BackupStoreNotReadyReason, "BackupStore %s does not answer; backups would fail", name)
 		return ctrl.Result{RequeueAfter: waitForStore}, nil
 	}
+	missing, err := r.observeLastBackup(ctx, coop, store)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if missing != "" {
+		not(v1alpha1.BackupMissingReason, "%s", missing)
+		return ctrl.Result{}, nil
+	}
 	setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsScheduledReason,
 		fmt.Sprintf("Backups run at %q (UTC) to BackupStore %s", *cronJob.Spec.Schedule, name))
 	return ctrl.Result{}, nil
+}
+
+// observeLastBackup reads the coop's newest backup from the store once
+// after each backup Job that succeeded, into status.lastBackup. A Job that
+// succeeded with no backup in the store is told: a backup without a
+// manifest does not exist.
+func (r *CooperativeReconciler) observeLastBackup(ctx context.Context, coop *v1alpha1.Cooperative, store *v1alpha1.BackupStore) (missing string, err error) {
+	live := &batchv1.CronJob{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: r.Options.OperatorNamespace, Name: specs.BackupName(coop)}, live); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	done := live.Status.LastSuccessfulTime
+	last := coop.Status.LastBackup
+	if done == nil || (last != nil && !last.CheckedAt.Before(done)) {
+		return "", nil
+	}
+	missing = fmt.Sprintf("A backup Job succeeded at %s, but BackupStore %s holds no backup of the coop", done.UTC().Format(time.RFC3339), store.Name)
+	if c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.BackupsReadyCondition); c != nil && c.Message == missing {
+		return missing, nil // told already
+	}
+	cfg, err := storeConfig(ctx, r.APIReader, store)
+	if err != nil {
+		return "", fmt.Errorf("while reading the keys of BackupStore %s: %w", store.Name, err)
+	}
+	c, err := backup.Open(cfg)
+	if err != nil {
+		return "", err
+	}
+	ids, err := c.List(ctx, coop.Name)
+	if err != nil {
+		return "", fmt.Errorf("while listing the coop's backups: %w", err)
+	}
+	if len(ids) == 0 {
+		r.Recorder.Eventf(coop, nil, corev1.EventTypeWarning, v1alpha1.BackupMissingReason, "Backup", "%s", missing)
+		return missing, nil
+	}
+	m, err := c.Manifest(ctx, coop.Name, ids[len(ids)-1])
+	if err != nil {
+		return "", fmt.Errorf("while reading the newest backup's manifest: %w", err)
+	}
+	record := &v1alpha1.BackupRecord{ID: m.ID, Time: metav1.NewTime(m.Time), CheckedAt: *done,
+		Location: fmt.Sprintf("s3://%s/%s/", store.Spec.Bucket, strings.TrimLeft(path.Join(store.Spec.Prefix, coop.Name, m.ID), "/"))}
+	for _, o := range m.Objects {
+		record.Size += o.Size
+	}
+	coop.Status.LastBackup = record
+	return "", nil
 }
 
 // unscheduleBackups removes the backup CronJob and its Secret of a coop

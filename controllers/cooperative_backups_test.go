@@ -90,8 +90,25 @@ func TestBackupsAreScheduledAndTheirCommandBacksTheCoopUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := c.Latest(ctx, "backed-up"); err != nil || m == nil {
+	m, err := c.Latest(ctx, "backed-up")
+	if err != nil || m == nil {
 		t.Fatalf("no backup of the coop in the store after the scheduled command: %v", err)
+	}
+
+	// Every minute: the CronJob's Job succeeds on the fake nodes, and the
+	// operator reads the newest backup from the store into the status.
+	plan = &v1alpha1.Plan{}
+	mustGet(t, "", "backup-plan", plan)
+	plan.Spec.Backup.Schedule = "* * * * *"
+	if err := adminClient.Update(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Minute, "status.lastBackup", func(ctx context.Context) (bool, error) {
+		err := adminClient.Get(ctx, client.ObjectKey{Name: "backed-up"}, coop)
+		return err == nil && coop.Status.LastBackup != nil, err
+	})
+	if last := coop.Status.LastBackup; last.ID != m.ID || last.Size <= 0 || last.Location != "s3://coop-backups/cluster/backed-up/"+m.ID+"/" {
+		t.Errorf("status.lastBackup = %+v, want backup %s", last, m.ID)
 	}
 
 	// A store that goes away is reported; a plan that names none unschedules.

@@ -112,6 +112,8 @@ const (
 	BackupsScheduledReason = "Scheduled"
 	// BackupsNotRequestedReason: neither the coop nor its plan names a backup store.
 	BackupsNotRequestedReason = "NotRequested"
+	// BackupMissingReason: a backup Job succeeded, but no backup with a manifest is in the store.
+	BackupMissingReason = "BackupMissing"
 	// BackupStoreNotFoundReason: the coop's or its plan's backup store does not exist.
 	BackupStoreNotFoundReason = "BackupStoreNotFound"
 	// BackupStoreNotReadyReason: the backup store does not answer; backups would fail.

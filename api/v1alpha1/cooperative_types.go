@@ -192,6 +192,25 @@ type AppDomainStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
+// BackupRecord is one backup of a coop, as its manifest says.
+type BackupRecord struct {
+	// id of the backup: the UTC time it was taken, as yyyymmddThhmmssZ.
+	ID string `json:"id"`
+
+	// time the backup was taken.
+	Time metav1.Time `json:"time"`
+
+	// size in bytes of the stored objects.
+	Size int64 `json:"size"`
+
+	// location of the backup: s3://<bucket>/<prefix>/<coop>/<id>/.
+	Location string `json:"location"`
+
+	// checkedAt is when the backup Job that the operator last read the store
+	// after finished.
+	CheckedAt metav1.Time `json:"checkedAt"`
+}
+
 // CooperativeDatabase is what a coop asks of its database.
 type CooperativeDatabase struct {
 	// mode is Shared (a database on a shared server) or Dedicated (a
@@ -297,6 +316,10 @@ type CooperativeStatus struct {
 	// +listMapKey=name
 	// +optional
 	Apps []AppStatus `json:"apps,omitempty"`
+
+	// lastBackup is the coop's newest backup with a manifest in its store.
+	// +optional
+	LastBackup *BackupRecord `json:"lastBackup,omitempty"`
 
 	// conditions are Ready, a summary, and one condition per part of the coop.
 	// +listType=map

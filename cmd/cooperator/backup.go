@@ -78,16 +78,19 @@ func (f storeFlags) open() (*backup.Client, error) {
 func flagHint(err error) error {
 	msg := err.Error()
 	for field, hint := range map[string]string{
-		"store endpoint":   "--s3-endpoint",
-		"store bucket":     "--s3-bucket",
-		"store access key": "$AWS_ACCESS_KEY_ID",
-		"store secret key": "$AWS_SECRET_ACCESS_KEY",
-		"store prefix":     "--s3-prefix",
-		"database host":    "--db-host",
-		"database port":    "--db-port",
-		"database name":    "--db-name",
-		"database user":    "--db-user",
-		"database sslmode": "--db-sslmode",
+		"store endpoint":      "--s3-endpoint",
+		"store bucket":        "--s3-bucket",
+		"store access key":    "$AWS_ACCESS_KEY_ID",
+		"store secret key":    "$AWS_SECRET_ACCESS_KEY",
+		"store prefix":        "--s3-prefix",
+		"database host":       "--db-host",
+		"database port":       "--db-port",
+		"database name":       "--db-name",
+		"database user":       "--db-user",
+		"database sslmode":    "--db-sslmode",
+		"database to restore": "--db-name",
+		"database rename":     "--db-map",
+		"scratch database":    "--scratch-db",
 	} {
 		if strings.HasPrefix(msg, field) {
 			return fmt.Errorf("%s: %w", hint, err)
@@ -96,26 +99,27 @@ func flagHint(err error) error {
 	return err
 }
 
-// dbFlags are the flags of a database connection; the password comes
+// serverFlags are the flags of a PostgreSQL server and its user; every
+// database of a coop is on one server, with one role. The password comes
 // from $PGPASSWORD or a file.
-type dbFlags struct {
-	host, name, user, sslmode, passwordFile *string
-	port                                    *int
+type serverFlags struct {
+	host, user, sslmode, passwordFile *string
+	port                              *int
 }
 
-func addDBFlags(fs *flag.FlagSet) dbFlags {
+func addServerFlags(fs *flag.FlagSet) serverFlags {
 	port, _ := strconv.Atoi(envOr("PGPORT", "5432"))
-	return dbFlags{
+	return serverFlags{
 		host:         fs.String("db-host", envOr("PGHOST", ""), "PostgreSQL host ($PGHOST)."),
 		port:         fs.Int("db-port", port, "PostgreSQL port ($PGPORT)."),
-		name:         fs.String("db-name", envOr("PGDATABASE", ""), "Database name ($PGDATABASE)."),
 		user:         fs.String("db-user", envOr("PGUSER", ""), "Database user ($PGUSER)."),
 		sslmode:      fs.String("db-sslmode", envOr("PGSSLMODE", "prefer"), "libpq sslmode ($PGSSLMODE)."),
 		passwordFile: fs.String("db-password-file", "", "File holding the database password; default: $PGPASSWORD."),
 	}
 }
 
-func (f dbFlags) database() (backup.Database, error) {
+// server is the connection without a database name.
+func (f serverFlags) server() (backup.Database, error) {
 	password := os.Getenv("PGPASSWORD")
 	if *f.passwordFile != "" {
 		data, err := os.ReadFile(*f.passwordFile)
@@ -124,11 +128,30 @@ func (f dbFlags) database() (backup.Database, error) {
 		}
 		password = strings.TrimRight(string(data), "\r\n")
 	}
-	db := backup.Database{Host: *f.host, Port: *f.port, Name: *f.name, User: *f.user, Password: password, SSLMode: *f.sslmode}
-	if err := db.Validate("database"); err != nil {
+	db := backup.Database{Host: *f.host, Port: *f.port, User: *f.user, Password: password, SSLMode: *f.sslmode}
+	if err := db.ValidateServer("database"); err != nil {
 		return db, flagHint(err)
 	}
 	return db, nil
+}
+
+// parseDBMap reads --db-map old=new values.
+func parseDBMap(values []string) (map[string]string, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, v := range values {
+		from, to, ok := strings.Cut(v, "=")
+		if !ok || from == "" || to == "" {
+			return nil, fmt.Errorf("--db-map %q must be name-in-backup=target", v)
+		}
+		if _, dup := out[from]; dup {
+			return nil, fmt.Errorf("--db-map maps %s twice", from)
+		}
+		out[from] = to
+	}
+	return out, nil
 }
 
 // parseVolumes reads name=path, or a bare path named after its last
@@ -217,12 +240,29 @@ func printManifest(w io.Writer, m *backup.Manifest) error {
 	return enc.Encode(m)
 }
 
+// setUsage heads a command's flags with what it does.
+func setUsage(fs *flag.FlagSet, text string) {
+	fs.Usage = func() {
+		_, _ = fmt.Fprint(fs.Output(), text+"\nFlags:\n")
+		fs.PrintDefaults()
+	}
+}
+
 func runBackup(args []string) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	setUsage(fs, `Usage: cooperator backup --coop NAME [--db-name DB]... [--volume NAME=PATH]... [flags]
+
+Backs up every --db-name, each from a snapshot of its own, and every
+--volume into one backup: databases/<db>.dump.zst, volumes/<name>.tar.zst,
+then manifest.json. A coop's complete backup names its own database and
+each of its apps' (coop_<name>, coop_<name>_<app>), all on one server and
+reached as one user.
+`)
 	store := addStoreFlags(fs)
-	dbf := addDBFlags(fs)
-	var volumes, apps listFlag
+	srv := addServerFlags(fs)
+	var dbNames, volumes, apps listFlag
 	coop := fs.String("coop", envOr("COOP", ""), "The cooperative's name ($COOP).")
+	fs.Var(&dbNames, "db-name", "A database to back up, each from its own snapshot; repeatable, all on the one --db-host, as --db-user ($PGDATABASE when not given).")
 	fs.Var(&volumes, "volume", "A data directory to back up, name=path or path; repeatable.")
 	fs.Var(&apps, "app", "An app version for the manifest, name=version; repeatable.")
 	recipients := fs.String("recipients-file", envOr("AGE_RECIPIENTS_FILE", ""), "File of age recipients (age1...), one a line; encrypts the backup ($AGE_RECIPIENTS_FILE).")
@@ -250,9 +290,18 @@ func runBackup(args []string) error {
 	}
 	c.PartSize, c.Threads = uint64(*partMiB)<<20, uint(*threads)
 	limitMemory(c)
-	db, err := dbf.database()
+	server, err := srv.server()
 	if err != nil {
 		return err
+	}
+	if len(dbNames) == 0 && os.Getenv("PGDATABASE") != "" {
+		dbNames = listFlag{os.Getenv("PGDATABASE")}
+	}
+	var dbs []backup.Database
+	for _, name := range dbNames {
+		d := server
+		d.Name = name
+		dbs = append(dbs, d)
 	}
 	appVersions, err := parseApps(apps)
 	if err != nil {
@@ -266,10 +315,10 @@ func runBackup(args []string) error {
 	defer stop()
 	start := time.Now()
 	m, err := c.Backup(ctx, backup.Options{
-		Coop: *coop, Database: db, Volumes: parseVolumes(volumes), Apps: appVersions, Recipients: r,
+		Coop: *coop, Databases: dbs, Volumes: parseVolumes(volumes), Apps: appVersions, Recipients: r,
 	})
 	if err != nil {
-		return err
+		return flagHint(err)
 	}
 	var stored int64
 	for _, o := range m.Objects {
@@ -291,12 +340,22 @@ func runBackup(args []string) error {
 
 func runRestore(args []string) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	setUsage(fs, `Usage: cooperator restore --coop NAME [--id ID] [--db-name DB]... [--db-map OLD=NEW]... [--volume NAME=PATH]... [flags]
+
+Checks every object of the backup against its sha256 first, and refuses
+a damaged backup before anything is changed. Then restores each database
+(every one of the backup, or each --db-name) in one transaction of its
+own, into the database of its name or the one --db-map gives, and swaps
+in each --volume.
+`)
 	store := addStoreFlags(fs)
-	dbf := addDBFlags(fs)
-	var volumes listFlag
+	srv := addServerFlags(fs)
+	var dbNames, dbMap, volumes listFlag
 	coop := fs.String("coop", envOr("COOP", ""), "The cooperative's name ($COOP).")
 	id := fs.String("id", "", "The backup to restore; default: the latest.")
-	withDB := fs.Bool("database", true, "Restore the database into --db-name; false leaves the database alone.")
+	withDB := fs.Bool("database", true, "Restore databases; false leaves every database alone.")
+	fs.Var(&dbNames, "db-name", "A database of the backup to restore; repeatable; default: every one ($PGDATABASE is not read).")
+	fs.Var(&dbMap, "db-map", "Restore a database into another one on the server, name-in-backup=target, as for a clone coop; repeatable. The others go into the database of their own name.")
 	fs.Var(&volumes, "volume", "A live data directory to restore, name=path or path; repeatable.")
 	identities := fs.String("identity-file", envOr("AGE_IDENTITY_FILE", ""), "File of age identities (AGE-SECRET-KEY-1...) for an encrypted backup ($AGE_IDENTITY_FILE).")
 	if err := fs.Parse(args); err != nil {
@@ -305,17 +364,24 @@ func runRestore(args []string) error {
 	if !*withDB && len(volumes) == 0 {
 		return errors.New("nothing to restore: --database=false and no --volume")
 	}
+	if !*withDB && (len(dbNames) > 0 || len(dbMap) > 0) {
+		return errors.New("--database=false restores no database: --db-name and --db-map do not go with it")
+	}
+	rename, err := parseDBMap(dbMap)
+	if err != nil {
+		return err
+	}
 	c, err := store.open()
 	if err != nil {
 		return err
 	}
-	opts := backup.RestoreOptions{Coop: *coop, ID: *id, Volumes: parseVolumes(volumes)}
+	opts := backup.RestoreOptions{Coop: *coop, ID: *id, Databases: dbNames, Rename: rename, Volumes: parseVolumes(volumes)}
 	if *withDB {
-		db, err := dbf.database()
+		server, err := srv.server()
 		if err != nil {
 			return err
 		}
-		opts.Database = &db
+		opts.Server = &server
 	}
 	if opts.Identities, err = readIdentities(*identities); err != nil {
 		return err
@@ -324,7 +390,7 @@ func runRestore(args []string) error {
 	defer stop()
 	m, err := c.Restore(ctx, opts)
 	if err != nil {
-		return err
+		return flagHint(err)
 	}
 	fmt.Fprintf(os.Stderr, "Backup %s of %s restored\n", m.ID, m.Coop)
 	return printManifest(os.Stdout, m)
@@ -332,11 +398,19 @@ func runRestore(args []string) error {
 
 func runVerify(args []string) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	setUsage(fs, `Usage: cooperator verify --coop NAME [--id ID] [--scratch-db DB] [flags]
+
+Checks every object of the backup against its sha256 and, with an
+identity or when it is not encrypted, reads each through. With
+--scratch-db, a drill: restores each database of the backup in turn into
+the scratch database and compares every table's row count with the
+manifest.
+`)
 	store := addStoreFlags(fs)
-	dbf := addDBFlags(fs)
+	srv := addServerFlags(fs)
 	coop := fs.String("coop", envOr("COOP", ""), "The cooperative's name ($COOP).")
 	id := fs.String("id", "", "The backup to verify; default: the latest.")
-	scratch := fs.String("scratch-db", "", "A scratch database on the --db-* server: restore the backup into it and compare row counts with the manifest (a drill). Its contents are replaced.")
+	scratch := fs.String("scratch-db", "", "A scratch database on the --db-* server, owned by --db-user: restore each database of the backup into it in turn and compare row counts with the manifest (a drill). Its contents are dropped.")
 	identities := fs.String("identity-file", envOr("AGE_IDENTITY_FILE", ""), "File of age identities (AGE-SECRET-KEY-1...) for an encrypted backup ($AGE_IDENTITY_FILE); without, only checksums are checked.")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -361,15 +435,19 @@ func runVerify(args []string) error {
 	}
 	var m *backup.Manifest
 	if *scratch != "" {
-		*dbf.name = *scratch
-		db, err := dbf.database()
+		db, err := srv.server()
 		if err != nil {
 			return err
 		}
+		db.Name = *scratch
 		if m, err = c.Drill(ctx, *coop, backupID, db, ids); err != nil {
-			return err
+			return flagHint(err)
 		}
-		fmt.Fprintf(os.Stderr, "Backup %s of %s is whole and restores: %d tables have the recorded row counts\n", m.ID, m.Coop, len(m.Tables))
+		tables := 0
+		for _, o := range m.DatabaseObjects() {
+			tables += len(o.Tables)
+		}
+		fmt.Fprintf(os.Stderr, "Backup %s of %s is whole and restores: %d databases, %d tables have the recorded row counts\n", m.ID, m.Coop, len(m.DatabaseObjects()), tables)
 	} else {
 		if m, err = c.Verify(ctx, *coop, backupID, ids); err != nil {
 			return err

@@ -1,7 +1,7 @@
 // Command cooperator is the operator's one binary. Its subcommands:
 //
 //	manager   run the controllers (the default)
-//	backup    back up a coop's database and volumes to S3
+//	backup    back up a coop's databases and volumes to S3
 //	restore   restore a backup, after checking every object
 //	verify    check a backup's objects; with --scratch-db, a restore drill
 package main
@@ -15,7 +15,7 @@ const usage = `Usage: cooperator [command] [flags]
 
 Commands:
   manager   run the controllers (the default)
-  backup    back up a coop's database and volumes to S3
+  backup    back up a coop's databases and volumes to S3
   restore   restore a backup, after checking every object
   verify    check a backup's objects; with --scratch-db, a restore drill
 

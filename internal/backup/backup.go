@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -15,9 +16,11 @@ import (
 
 // Options say what Backup backs up.
 type Options struct {
-	Coop     string
-	Database Database
-	Volumes  []Volume
+	Coop string
+	// Databases are dumped each from its own snapshot into its own
+	// object, named after it; at least one.
+	Databases []Database
+	Volumes   []Volume
 	// Apps are the app versions that wrote the data, for the manifest.
 	Apps map[string]string
 	// Recipients encrypt every object; none means not encrypted.
@@ -31,8 +34,21 @@ func (o Options) Validate() error {
 	if err := validateCoop(o.Coop); err != nil {
 		return err
 	}
-	if err := o.Database.Validate("database"); err != nil {
-		return err
+	if len(o.Databases) == 0 {
+		return errors.New("database name is required")
+	}
+	dbs := map[string]bool{}
+	for _, d := range o.Databases {
+		if err := d.Validate("database"); err != nil {
+			return err
+		}
+		if !dumpName.MatchString(d.Name) {
+			return fmt.Errorf("database name %q must be at most 63 letters, digits and _-.$, not starting with - . or $, to name its object", d.Name)
+		}
+		if dbs[d.Name] {
+			return fmt.Errorf("database name %q is given twice", d.Name)
+		}
+		dbs[d.Name] = true
 	}
 	seen := map[string]bool{}
 	for _, v := range o.Volumes {
@@ -47,9 +63,9 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Backup takes a backup: the database from one snapshot, then each
-// volume, then the manifest. On any failure what was uploaded is removed,
-// and the error says the backup was not recorded.
+// Backup takes a backup: each database from a snapshot of its own, then
+// each volume, then the manifest. On any failure what was uploaded is
+// removed, and the error says the backup was not recorded.
 func (c *Client) Backup(ctx context.Context, opts Options) (*Manifest, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -87,19 +103,19 @@ func (c *Client) backup(ctx context.Context, id string, at time.Time, opts Optio
 		Coop:          opts.Coop,
 		ID:            id,
 		Time:          at.UTC().Truncate(time.Second),
-		Database:      opts.Database.Name,
 		Apps:          opts.Apps,
 		Encrypted:     encrypted,
 		Compression:   "zstd",
 		PgDump:        c.Tools.version(),
 	}
 
-	db, err := c.backupDatabase(ctx, id, opts, encrypted)
-	if err != nil {
-		return nil, err
+	for _, d := range opts.Databases {
+		obj, err := c.backupDatabase(ctx, id, opts, d, encrypted)
+		if err != nil {
+			return nil, err
+		}
+		m.Objects = append(m.Objects, obj)
 	}
-	m.Objects = append(m.Objects, db.object)
-	m.Tables = db.tables
 
 	for _, v := range opts.Volumes {
 		name := volumeObject(v.Name, encrypted)
@@ -124,30 +140,25 @@ func (c *Client) backup(ctx context.Context, id string, at time.Time, opts Optio
 	return m, nil
 }
 
-type databaseResult struct {
-	object Object
-	tables map[string]int64
-}
-
 // backupDatabase dumps the database from a snapshot exported by a
 // REPEATABLE READ transaction, in which the rows are counted too, so the
 // manifest's counts are those of the dump.
-func (c *Client) backupDatabase(ctx context.Context, id string, opts Options, encrypted bool) (databaseResult, error) {
-	conn, err := opts.Database.connect(ctx)
+func (c *Client) backupDatabase(ctx context.Context, id string, opts Options, db Database, encrypted bool) (Object, error) {
+	conn, err := db.connect(ctx)
 	if err != nil {
-		return databaseResult{}, err
+		return Object{}, err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return databaseResult{}, fmt.Errorf("while starting the snapshot transaction: %w", err)
+		return Object{}, fmt.Errorf("while starting the snapshot transaction: %w", err)
 	}
 	// Read only: nothing to undo, and the snapshot must stay open until
 	// pg_dump has taken it.
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var snapshot string
 	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
-		return databaseResult{}, fmt.Errorf("while exporting a snapshot: %w", err)
+		return Object{}, fmt.Errorf("while exporting a snapshot: %w", err)
 	}
 
 	// Count while pg_dump runs: both read the same snapshot.
@@ -163,20 +174,20 @@ func (c *Client) backupDatabase(ctx context.Context, id string, opts Options, en
 		counts <- counted{t, err}
 	}()
 
-	name := objectName(databaseObject, encrypted)
+	name := databaseObject(db.Name, encrypted)
 	obj, err := c.upload(ctx, c.key(opts.Coop, id, name), opts.Recipients, func(w io.Writer) error {
-		return c.Tools.dump(ctx, opts.Database, snapshot, w)
+		return c.Tools.dump(ctx, db, snapshot, w)
 	})
 	if err != nil {
 		stopCounting()
 	}
 	cnt := <-counts
 	if err != nil {
-		return databaseResult{}, fmt.Errorf("database %s: %w", opts.Database.Name, err)
+		return Object{}, fmt.Errorf("database %s: %w", db.Name, err)
 	}
 	if cnt.err != nil {
-		return databaseResult{}, fmt.Errorf("database %s: %w", opts.Database.Name, cnt.err)
+		return Object{}, fmt.Errorf("database %s: %w", db.Name, cnt.err)
 	}
-	obj.Name, obj.Kind = name, KindDatabase
-	return databaseResult{object: obj, tables: cnt.tables}, nil
+	obj.Name, obj.Kind, obj.Database, obj.Tables = name, KindDatabase, db.Name, cnt.tables
+	return obj, nil
 }

@@ -29,17 +29,18 @@ func TestBackupDropRestoreIsEqual(t *testing.T) {
 	env := storeEnv(s3, db)
 
 	m := mustBackUp(t, env, "--coop", "roundtrip", "--volume", "uploads="+files, "--app", "nextcloud=29.0.1")
-	if got := m.Tables["public.items"]; got != 100_000 {
+	dump, _ := m.DatabaseObject("roundtrip")
+	if got := dump.Tables["public.items"]; got != 100_000 {
 		t.Errorf("manifest counts %d rows in public.items, want 100000", got)
 	}
-	if got := m.Tables["billing.invoices"]; got != 10_000 {
+	if got := dump.Tables["billing.invoices"]; got != 10_000 {
 		t.Errorf("manifest counts %d rows in billing.invoices, want 10000", got)
 	}
-	if m.Apps["nextcloud"] != "29.0.1" || m.Encrypted || m.Database != "roundtrip" {
-		t.Errorf("manifest: apps %v, encrypted %v, database %q", m.Apps, m.Encrypted, m.Database)
+	if m.Apps["nextcloud"] != "29.0.1" || m.Encrypted || strings.Join(m.Databases(), " ") != "roundtrip" {
+		t.Errorf("manifest: apps %v, encrypted %v, databases %q", m.Apps, m.Encrypted, m.Databases())
 	}
 	wantKeys := []string{
-		"cooperator/roundtrip/" + m.ID + "/database.dump.zst",
+		"cooperator/roundtrip/" + m.ID + "/databases/roundtrip.dump.zst",
 		"cooperator/roundtrip/" + m.ID + "/manifest.json",
 		"cooperator/roundtrip/" + m.ID + "/volumes/uploads.tar.zst",
 	}
@@ -120,8 +121,8 @@ func TestDamagedBackupIsRefusedAndLiveDataUntouched(t *testing.T) {
 		name, object, says string
 		change             func([]byte) []byte
 	}{
-		{"truncated dump", "database.dump.zst", "bytes stored, the manifest says", func(b []byte) []byte { return b[:len(b)/2] }},
-		{"bit-flipped dump", "database.dump.zst", "sha256 mismatch", func(b []byte) []byte { b[len(b)/3] ^= 0x10; return b }},
+		{"truncated dump", "databases/damaged.dump.zst", "bytes stored, the manifest says", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"bit-flipped dump", "databases/damaged.dump.zst", "sha256 mismatch", func(b []byte) []byte { b[len(b)/3] ^= 0x10; return b }},
 		{"truncated volume", "volumes/uploads.tar.zst", "bytes stored, the manifest says", func(b []byte) []byte { return b[:len(b)-1] }},
 		{"bit-flipped volume", "volumes/uploads.tar.zst", "sha256 mismatch", func(b []byte) []byte { b[len(b)/2] ^= 0x01; return b }},
 		{"missing volume", "volumes/uploads.tar.zst", "missing", func([]byte) []byte { return nil }},
@@ -328,7 +329,7 @@ func TestPruneKeepsWhatThePolicySays(t *testing.T) {
 			hours = []int{6, 18}
 		}
 		for _, h := range hours {
-			m, err := c.Backup(ctx, backup.Options{Coop: "pruned", Database: db.database(), Time: day(d, h)})
+			m, err := c.Backup(ctx, backup.Options{Coop: "pruned", Databases: []backup.Database{db.database()}, Time: day(d, h)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -337,7 +338,7 @@ func TestPruneKeepsWhatThePolicySays(t *testing.T) {
 	}
 	// A failed backup's leftovers, older than a day, with no manifest.
 	raw := rawClient(t, s3)
-	orphan := "cooperator/pruned/20261101T000000Z/database.dump.zst"
+	orphan := "cooperator/pruned/20261101T000000Z/databases/pruned.dump.zst"
 	if _, err := raw.PutObject(ctx, bucket, orphan, strings.NewReader("x"), 1, minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}

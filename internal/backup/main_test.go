@@ -80,6 +80,13 @@ func newCoopDB(t testing.TB, name string) coopDB {
 	return db
 }
 
+// sibling is another database of the same role, as a coop's app gets.
+func (db coopDB) sibling(t testing.TB, name string) coopDB {
+	t.Helper()
+	superExec(t, fmt.Sprintf("CREATE DATABASE %s OWNER %s", name, db.user))
+	return coopDB{name: name, user: db.user, password: db.password}
+}
+
 // recreate drops the database and makes it again, empty.
 func (db coopDB) recreate(t testing.TB) {
 	t.Helper()
@@ -136,13 +143,20 @@ INSERT INTO billing.invoices (item, total) SELECT g, g * 2 FROM generate_series(
 CREATE VIEW cheap AS SELECT id FROM items WHERE price < 100;`, rows, rows))
 }
 
-// rowHashes is a hash of every row of every user table, by table.
+// rowHashes is a hash of every row of every table fill makes, by table.
 func (db coopDB) rowHashes(t testing.TB) map[string]string {
+	t.Helper()
+	return db.tableHashes(t, "items", "billing.invoices")
+}
+
+// tableHashes is a hash of every row of each table, by table; each must
+// have an id column.
+func (db coopDB) tableHashes(t testing.TB, tables ...string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	c := db.conn(t)
 	out := map[string]string{}
-	for _, table := range []string{"items", "billing.invoices"} {
+	for _, table := range tables {
 		var h *string
 		if err := c.QueryRow(ctx, fmt.Sprintf("SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM %s t", table)).Scan(&h); err != nil {
 			t.Fatalf("hashing %s: %v", table, err)

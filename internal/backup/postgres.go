@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -26,13 +27,20 @@ type Database struct {
 
 // Validate refuses a connection that cannot work, naming the field.
 func (d Database) Validate(what string) error {
+	if d.Name == "" {
+		return fmt.Errorf("%s name is required", what)
+	}
+	return d.ValidateServer(what)
+}
+
+// ValidateServer is Validate without the database's name: for a server
+// that several databases are restored into.
+func (d Database) ValidateServer(what string) error {
 	switch {
 	case d.Host == "":
 		return fmt.Errorf("%s host is required", what)
 	case d.Port <= 0 || d.Port > 65535:
 		return fmt.Errorf("%s port %d is not a TCP port", what, d.Port)
-	case d.Name == "":
-		return fmt.Errorf("%s name is required", what)
 	case d.User == "":
 		return fmt.Errorf("%s user is required", what)
 	}
@@ -42,6 +50,16 @@ func (d Database) Validate(what string) error {
 		return fmt.Errorf("%s sslmode %q is not one of libpq's", what, d.SSLMode)
 	}
 	return nil
+}
+
+// dumpName is what a dumped database's name may be: it names its object,
+// and so a file of whoever downloads the backup.
+var dumpName = regexp.MustCompile(`^[A-Za-z0-9_][-A-Za-z0-9_.$]{0,62}$`)
+
+// withName is the same connection to another database on the server.
+func (d Database) withName(name string) Database {
+	d.Name = name
+	return d
 }
 
 func (d Database) sslMode() string {

@@ -125,26 +125,104 @@ type RestoreOptions struct {
 	Coop string
 	// ID is the backup's; empty means the latest.
 	ID string
-	// Database is the target; nil leaves databases alone.
-	Database *Database
+	// Server is the PostgreSQL server the databases are restored into;
+	// its Name is not used. Nil leaves every database alone.
+	Server *Database
+	// Databases are the names, in the backup, of the databases to
+	// restore; none means every one.
+	Databases []string
+	// Rename maps a database's name in the backup to the database it is
+	// restored into, as for a clone coop; the others are restored into
+	// the database of their own name.
+	Rename map[string]string
 	// Volumes are the live directories to restore, by volume name.
 	Volumes []Volume
 	// Identities decrypt an encrypted backup.
 	Identities []age.Identity
 }
 
-// Restore verifies a whole backup first, then restores the database in
-// one transaction and each volume by unpacking it next to the live files
-// and swapping it in. A backup that fails verification is refused before
-// anything is touched.
+// restoreTarget is a database of a backup and the database it goes into.
+type restoreTarget struct {
+	object Object
+	into   Database
+}
+
+func (t restoreTarget) String() string {
+	if t.object.Database == t.into.Name {
+		return t.object.Database
+	}
+	return t.object.Database + " into " + t.into.Name
+}
+
+// targets are the databases of the backup to restore, and where. Errors
+// name the option they come from.
+func (opts RestoreOptions) targets(m *Manifest) ([]restoreTarget, error) {
+	if opts.Server == nil {
+		return nil, nil
+	}
+	names := opts.Databases
+	if len(names) == 0 {
+		names = m.Databases()
+	}
+	var out []restoreTarget
+	selected := map[string]bool{}
+	from := map[string]string{} // by target
+	for _, name := range names {
+		o, ok := m.DatabaseObject(name)
+		if !ok {
+			return nil, fmt.Errorf("database to restore %q is not in backup %s, which holds %s", name, m.ID, strings.Join(m.Databases(), ", "))
+		}
+		if selected[name] {
+			return nil, fmt.Errorf("database to restore %q is given twice", name)
+		}
+		selected[name] = true
+		into := name
+		if to, ok := opts.Rename[name]; ok {
+			into = to
+		}
+		if other, ok := from[into]; ok {
+			return nil, fmt.Errorf("database rename: %s and %s would both be restored into %s", other, name, into)
+		}
+		from[into] = name
+		db := opts.Server.withName(into)
+		if err := db.Validate("database rename of " + name + ":"); err != nil {
+			return nil, err
+		}
+		out = append(out, restoreTarget{object: o, into: db})
+	}
+	renamed := make([]string, 0, len(opts.Rename))
+	for name := range opts.Rename {
+		renamed = append(renamed, name)
+	}
+	sort.Strings(renamed)
+	for _, name := range renamed {
+		if _, ok := m.DatabaseObject(name); !ok {
+			return nil, fmt.Errorf("database rename of %s: backup %s holds no such database; it holds %s", name, m.ID, strings.Join(m.Databases(), ", "))
+		}
+		if !selected[name] {
+			return nil, fmt.Errorf("database rename of %s: it is not among the databases restored, %s", name, strings.Join(names, ", "))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("backup %s holds no database", m.ID)
+	}
+	return out, nil
+}
+
+// Restore verifies a whole backup first, then restores each database in
+// one transaction of its own and each volume by unpacking it next to the
+// live files and swapping it in. A backup that fails verification is
+// refused before anything is touched.
 func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	if err := validateCoop(opts.Coop); err != nil {
 		return nil, err
 	}
-	if opts.Database != nil {
-		if err := opts.Database.Validate("target database"); err != nil {
+	if opts.Server != nil {
+		if err := opts.Server.ValidateServer("target database"); err != nil {
 			return nil, err
 		}
+	} else if len(opts.Databases) > 0 || len(opts.Rename) > 0 {
+		return nil, errors.New("databases to restore are named, but no server to restore them into")
 	}
 	for _, v := range opts.Volumes {
 		if err := v.Validate(); err != nil {
@@ -163,6 +241,10 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, e
 	if err != nil {
 		return nil, err
 	}
+	targets, err := opts.targets(m)
+	if err != nil {
+		return nil, err
+	}
 	if m.Encrypted && len(opts.Identities) == 0 {
 		return nil, fmt.Errorf("backup %s is encrypted: an age identity is needed to restore it", id)
 	}
@@ -171,13 +253,15 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, e
 			return nil, fmt.Errorf("backup %s has no volume %q", id, v.Name)
 		}
 	}
-	if opts.Database != nil {
-		if _, ok := m.DatabaseObject(); !ok {
-			return nil, fmt.Errorf("backup %s has no database", id)
-		}
-	}
 	if _, err := c.Verify(ctx, opts.Coop, id, opts.Identities); err != nil {
 		return nil, err
+	}
+	// A database that cannot be reached fails the restore before any
+	// other is changed.
+	for _, t := range targets {
+		if err := ping(ctx, t.into); err != nil {
+			return nil, fmt.Errorf("restore of backup %s failed, nothing was changed: %w", id, err)
+		}
 	}
 
 	// Unpack every volume beside its live files first, so that nothing
@@ -202,13 +286,19 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, e
 			return nil, fmt.Errorf("restore of backup %s failed, nothing was changed: volume %s: %w", id, v.Name, err)
 		}
 	}
-	if opts.Database != nil {
-		o, _ := m.DatabaseObject()
-		if err := c.readObject(ctx, m, o, opts.Identities, func(r io.Reader) error {
-			return c.Tools.restore(ctx, *opts.Database, r)
+	var restored []string
+	for _, t := range targets {
+		if err := c.readObject(ctx, m, t.object, opts.Identities, func(r io.Reader) error {
+			return c.Tools.restore(ctx, t.into, r)
 		}); err != nil {
-			return nil, fmt.Errorf("restore of backup %s failed, nothing was changed: database %s: %w", id, opts.Database.Name, err)
+			if len(restored) == 0 {
+				return nil, fmt.Errorf("restore of backup %s failed, nothing was changed: database %s: %w", id, t, err)
+			}
+			// Each database is its own transaction: those before are done.
+			return nil, fmt.Errorf("restore of backup %s failed: database %s: %w; it was left as it was, as were the volumes and the databases after it, but these were restored already: %s",
+				id, t, err, strings.Join(restored, ", "))
 		}
+		restored = append(restored, t.String())
 	}
 	for i, v := range opts.Volumes {
 		previous := filepath.Join(v.Path, previousPrefix+id)
@@ -242,17 +332,62 @@ func (c *Client) readObject(ctx context.Context, m *Manifest, o Object, identiti
 	return useErr
 }
 
-// Drill restores a backup's database into a scratch database and checks
-// that every table has the row count the manifest recorded.
+// Drill restores each database of a backup in turn into one scratch
+// database, emptied first, and checks that every table has the row count
+// the manifest recorded.
 func (c *Client) Drill(ctx context.Context, coop, id string, scratch Database, identities []age.Identity) (*Manifest, error) {
 	if err := scratch.Validate("scratch database"); err != nil {
 		return nil, err
 	}
-	m, err := c.Restore(ctx, RestoreOptions{Coop: coop, ID: id, Database: &scratch, Identities: identities})
+	m, err := c.Manifest(ctx, coop, id)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := scratch.connect(ctx)
+	if _, ok := m.DatabaseObject(scratch.Name); ok {
+		return nil, fmt.Errorf("scratch database %q is a database of backup %s: a drill would replace it", scratch.Name, id)
+	}
+	if m.Encrypted && len(identities) == 0 {
+		return nil, fmt.Errorf("backup %s is encrypted: an age identity is needed to restore it", id)
+	}
+	if _, err := c.Verify(ctx, coop, id, identities); err != nil {
+		return nil, err
+	}
+	var diff []string
+	for _, o := range m.DatabaseObjects() {
+		if err := emptyDatabase(ctx, scratch); err != nil {
+			return nil, fmt.Errorf("drill of backup %s failed: %w", id, err)
+		}
+		if err := c.readObject(ctx, m, o, identities, func(r io.Reader) error {
+			return c.Tools.restore(ctx, scratch, r)
+		}); err != nil {
+			return nil, fmt.Errorf("drill of backup %s failed: database %s does not restore: %w", id, o.Database, err)
+		}
+		got, err := countIn(ctx, scratch)
+		if err != nil {
+			return nil, fmt.Errorf("drill of backup %s failed: database %s: %w", id, o.Database, err)
+		}
+		for _, d := range compareCounts(o.Tables, got) {
+			diff = append(diff, "database "+o.Database+": "+d)
+		}
+	}
+	if len(diff) > 0 {
+		return nil, fmt.Errorf("drill of backup %s failed: %s", m.ID, strings.Join(diff, "; "))
+	}
+	return m, nil
+}
+
+// ping connects to a database and leaves.
+func ping(ctx context.Context, db Database) error {
+	conn, err := db.connect(ctx)
+	if err != nil {
+		return err
+	}
+	return conn.Close(ctx)
+}
+
+// countIn counts every user table's rows of a database, at one instant.
+func countIn(ctx context.Context, db Database) (map[string]int64, error) {
+	conn, err := db.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -262,14 +397,40 @@ func (c *Client) Drill(ctx context.Context, coop, id string, scratch Database, i
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	got, err := countRows(ctx, tx)
+	return countRows(ctx, tx)
+}
+
+// emptyDatabase drops every schema of a scratch database, and what is in
+// them, and makes an empty public schema: what one database of a backup
+// left must not meet the next.
+func emptyDatabase(ctx context.Context, db Database) error {
+	conn, err := db.connect(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if diff := compareCounts(m.Tables, got); len(diff) > 0 {
-		return nil, fmt.Errorf("drill of backup %s failed: %s", m.ID, strings.Join(diff, "; "))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT nspname FROM pg_namespace
+WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'`)
+		if err != nil {
+			return err
+		}
+		schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, s := range schemas {
+			if _, err := tx.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{s}.Sanitize()+" CASCADE"); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, "CREATE SCHEMA public")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("while emptying scratch database %s (its owner must run the drill): %w", db.Name, err)
 	}
-	return m, nil
+	return nil
 }
 
 // compareCounts lists the tables whose restored row counts differ from

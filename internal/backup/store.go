@@ -1,9 +1,10 @@
-// Package backup is the backup runner: it streams a coop's database
-// (pg_dump) and volumes (tar) through zstd and optional age encryption into
-// S3 multipart uploads, in constant memory and without temporary files, and
-// writes a manifest last. It verifies backups by their checksums before it
-// restores anything, restores in place or into a scratch database for a
-// drill, and prunes old backups by a keep-daily/weekly/monthly policy.
+// Package backup is the backup runner: it streams a coop's databases
+// (pg_dump, each from its own snapshot) and volumes (tar) through zstd and
+// optional age encryption into S3 multipart uploads, in constant memory and
+// without temporary files, and writes a manifest last. It verifies backups
+// by their checksums before it restores anything, restores in place, into
+// other databases, or into a scratch database for a drill, and prunes old
+// backups by a keep-daily/weekly/monthly policy.
 package backup
 
 import (
