@@ -25,10 +25,6 @@ import (
 
 // +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch;delete
 
-// waitForStore is how soon a coop looks again for a backup store that does
-// not exist or does not answer yet.
-const waitForStore = time.Minute
-
 // reconcileBackups schedules the coop's backups: a CronJob in the
 // operator's namespace runs `cooperator backup` over the coop's databases
 // into its backup store. The store's keys stay in the operator's namespace:
@@ -50,8 +46,9 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 	store := &v1alpha1.BackupStore{}
 	if err := r.Get(ctx, client.ObjectKey{Name: name}, store); err != nil {
 		if apierrors.IsNotFound(err) {
+			// Its creation wakes the coop.
 			not(v1alpha1.BackupStoreNotFoundReason, "BackupStore %s does not exist", name)
-			return ctrl.Result{RequeueAfter: waitForStore}, nil
+			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
 	}
@@ -59,15 +56,25 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 	case ns == "":
 		not(v1alpha1.BackupStoreNotReadyReason, "The operator was not told its namespace (--namespace), where backups run")
 		return ctrl.Result{}, nil
+	case r.Options.RunnerImage == "":
+		not(v1alpha1.BackupStoreNotReadyReason, "The operator was not told the backup runner's image (--runner-image)")
+		return ctrl.Result{}, nil
 	case store.Spec.CredentialsSecretRef.Namespace != ns:
 		not(v1alpha1.BackupStoreNotReadyReason, "BackupStore %s keeps its keys in namespace %s; backups run in %s, where the keys must be",
 			name, store.Spec.CredentialsSecretRef.Namespace, ns)
 		return ctrl.Result{}, nil
 	}
 	db := coop.Status.Database
+	if coop.EffectiveDatabaseMode(s.plan) == v1alpha1.DatabaseModeDedicated {
+		if err := r.unscheduleBackups(ctx, coop); err != nil {
+			return ctrl.Result{}, err
+		}
+		setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsUnsupportedReason,
+			"The operator does not back up dedicated databases yet: use the CloudNativePG cluster's own backups")
+		return ctrl.Result{}, nil
+	}
 	if s.connection == nil || db == nil {
-		// Dedicated mode, or a database not ready yet: nothing to back up with the runner.
-		not(v1alpha1.ProgressingReason, "Backups start once the coop's shared database is ready; backups of dedicated databases are not built yet")
+		not(v1alpha1.ProgressingReason, "Backups start once the coop's database is ready")
 		return ctrl.Result{}, nil
 	}
 
@@ -83,16 +90,14 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 	for _, app := range db.Apps {
 		target.Databases = append(target.Databases, app.Name)
 	}
-	if target.Schedule == "" {
-		target.Schedule = "0 3 * * *"
-	}
 	cronJob := specs.BackupCronJob(coop, target, r.Options)
 	if _, err := ssa.Apply(ctx, r.Client, &batchv1.CronJob{}, cronJob, batchv1ac.ExtractCronJob); err != nil {
 		return ctrl.Result{}, fmt.Errorf("while applying the backup CronJob: %w", err)
 	}
 	if !meta.IsStatusConditionTrue(store.Status.Conditions, v1alpha1.ReadyCondition) {
+		// Its turning Ready wakes the coop.
 		not(v1alpha1.BackupStoreNotReadyReason, "BackupStore %s does not answer; backups would fail", name)
-		return ctrl.Result{RequeueAfter: waitForStore}, nil
+		return ctrl.Result{}, nil
 	}
 	missing, err := r.observeLastBackup(ctx, coop, store)
 	if err != nil {
@@ -103,7 +108,7 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 		return ctrl.Result{}, nil
 	}
 	setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsScheduledReason,
-		fmt.Sprintf("Backups run at %q (UTC) to BackupStore %s", *cronJob.Spec.Schedule, name))
+		fmt.Sprintf("Backups of the coop's databases run at %q (UTC) to BackupStore %s", *cronJob.Spec.Schedule, name))
 	return ctrl.Result{}, nil
 }
 

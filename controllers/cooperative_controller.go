@@ -109,9 +109,10 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.resolvePlan,
 		r.reconcileNamespace,
 		r.reconcileDatabase,
+		// Backups need only the database: a failing app must not stop them.
+		r.reconcileBackups,
 		r.reconcileApps,
 		r.reconcileDomains,
-		r.reconcileBackups,
 	})
 }
 
@@ -164,9 +165,15 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		return err
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Cooperative{}, domainIndex, func(o client.Object) []string {
+		coop := o.(*v1alpha1.Cooperative)
 		var hosts []string
-		for _, a := range o.(*v1alpha1.Cooperative).Spec.Apps {
+		for _, a := range coop.Spec.Apps {
 			hosts = append(hosts, a.Domains...)
+			if r.Options.Expose.WildcardTLS {
+				// Platform hostnames are claimed too: a coop waiting for
+				// one wakes when it is released.
+				hosts = append(hosts, specs.AppHostname(coop, a.Name, r.Options))
+			}
 		}
 		return hosts
 	}); err != nil {

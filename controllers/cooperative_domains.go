@@ -190,6 +190,10 @@ func (r *CooperativeReconciler) holdDomain(ctx context.Context, coop *v1alpha1.C
 	if errs := validation.IsDNS1123Subdomain(host); len(errs) > 0 || !strings.Contains(host, ".") {
 		return problem(v1alpha1.DomainInvalidReason, fmt.Sprintf("%q is not a hostname", host), true)
 	}
+	if label, _, _ := strings.Cut(host, "."); len(label) > validation.DNS1123LabelMaxLength {
+		// With --wildcard-tls, <app>-<coop> can be too long.
+		return problem(v1alpha1.DomainInvalidReason, fmt.Sprintf("%q is not a hostname: its first label is over %d characters", host, validation.DNS1123LabelMaxLength), true)
+	}
 
 	claim := &v1alpha1.DomainClaim{}
 	err := r.Get(ctx, client.ObjectKey{Name: host}, claim)

@@ -99,4 +99,26 @@ func TestWebhookRefusesDomainsTheCoopCannotHave(t *testing.T) {
 		t.Fatalf("the holder was refused: %v", err)
 	}
 	_ = adminClient.Delete(ctx, ok)
+
+	// A coop keeps the domains it had, even one another coop came to hold:
+	// its other changes are taken; a domain it adds is still checked.
+	keeper := newCoop("keeper", "any")
+	keeper.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "shop", Blueprint: "web", Version: "1.0", Domains: []string{"kept.example.org"}}}
+	create(t, keeper)
+	t.Cleanup(func() { _ = adminClient.Delete(context.Background(), keeper) })
+	lost := &v1alpha1.DomainClaim{}
+	lost.Name = "kept.example.org"
+	lost.Spec = v1alpha1.DomainClaimSpec{Cooperative: "holder", App: "shop", Token: "cooperator-0123456789abcdef"}
+	create(t, lost)
+	t.Cleanup(func() { _ = adminClient.Delete(context.Background(), lost) })
+	mustGet(t, "", "keeper", keeper)
+	keeper.Spec.DisplayName = "Keeper, renamed"
+	if err := adminClient.Update(ctx, keeper); err != nil {
+		t.Errorf("a change beside a domain the coop had was refused: %v", err)
+	}
+	mustGet(t, "", "keeper", keeper)
+	keeper.Spec.Apps[0].Domains = append(keeper.Spec.Apps[0].Domains, "taken.example.org")
+	if err := adminClient.Update(ctx, keeper); err == nil || !strings.Contains(err.Error(), `spec.apps[0].domains[1]: Forbidden`) {
+		t.Errorf("a claimed domain added by an update: %v, want a refusal naming it", err)
+	}
 }

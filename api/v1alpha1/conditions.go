@@ -110,6 +110,8 @@ const (
 
 	// BackupsScheduledReason: the coop's backup CronJob is in place and its store answers.
 	BackupsScheduledReason = "Scheduled"
+	// BackupsUnsupportedReason: the coop's database is dedicated, which the operator does not back up yet.
+	BackupsUnsupportedReason = "Unsupported"
 	// BackupsNotRequestedReason: neither the coop nor its plan names a backup store.
 	BackupsNotRequestedReason = "NotRequested"
 	// BackupMissingReason: a backup Job succeeded, but no backup with a manifest is in the store.

@@ -90,8 +90,9 @@ type CooperativeSpec struct {
 	// +optional
 	Backup CooperativeBackup `json:"backup,omitempty"`
 
-	// deletionPolicy says whether the coop's database and backups are kept
-	// (Retain) or removed (Delete) when this Cooperative is deleted.
+	// deletionPolicy says whether the coop's databases are kept (Retain) or
+	// dropped (Delete) when this Cooperative is deleted. Its backups are
+	// kept either way, until their retention removes them.
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`

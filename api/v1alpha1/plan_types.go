@@ -42,6 +42,7 @@ type PlanSpec struct {
 	Database PlanDatabase `json:"database,omitempty"`
 
 	// backup holds the backup defaults of coops on this plan.
+	// +kubebuilder:default={}
 	// +optional
 	Backup PlanBackup `json:"backup,omitempty"`
 
@@ -157,6 +158,7 @@ type PlanBackup struct {
 	Schedule string `json:"schedule,omitempty"`
 
 	// retention says how many backups are kept.
+	// +kubebuilder:default={}
 	// +optional
 	Retention BackupRetention `json:"retention,omitempty"`
 }

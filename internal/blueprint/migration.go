@@ -69,11 +69,14 @@ func MigrationJob(objs []*unstructured.Unstructured, m *v1alpha1.BlueprintMigrat
 	// A ReadWriteOnce volume the running version holds can be mounted only
 	// on its node: the Job goes there when it can.
 	if volumes, _, _ := unstructured.NestedSlice(template, "spec", "volumes"); usesClaims(volumes) {
-		if _, found, _ := unstructured.NestedFieldNoCopy(template, "spec", "affinity", "podAffinity"); !found {
+		// The workload's own selector: other pods of the app, such as its
+		// Redis, may be on other nodes.
+		selector, _, _ := unstructured.NestedMap(workload.Object, "spec", "selector", "matchLabels")
+		if _, found, _ := unstructured.NestedFieldNoCopy(template, "spec", "affinity", "podAffinity"); !found && len(selector) > 0 {
 			term := map[string]any{
 				"weight": int64(100),
 				"podAffinityTerm": map[string]any{
-					"labelSelector": map[string]any{"matchLabels": map[string]any{v1alpha1.AppLabel: app}},
+					"labelSelector": map[string]any{"matchLabels": selector},
 					"topologyKey":   "kubernetes.io/hostname",
 				},
 			}
@@ -97,12 +100,11 @@ func MigrationJob(objs []*unstructured.Unstructured, m *v1alpha1.BlueprintMigrat
 		},
 		"spec": map[string]any{
 			"backoffLimit": int64(2),
-			// A migration that hangs must not hold the upgrade for ever; a
-			// finished Job goes after an hour, once the coop's status has
-			// recorded the version.
-			"activeDeadlineSeconds":   int64(3600),
-			"ttlSecondsAfterFinished": int64(3600),
-			"template":                template,
+			// A migration that hangs must not hold the upgrade for ever. The
+			// Job stays as the record of the migration, and a failed one is
+			// not run again until the version changes.
+			"activeDeadlineSeconds": int64(3600),
+			"template":              template,
 		},
 	}}
 	return job, nil

@@ -39,16 +39,25 @@ func (v *CooperativeValidator) SetupWithManager(mgr ctrl.Manager) error {
 
 // ValidateCreate checks a new coop.
 func (v *CooperativeValidator) ValidateCreate(ctx context.Context, coop *v1alpha1.Cooperative) (admission.Warnings, error) {
-	return nil, v.validate(ctx, coop)
+	return nil, v.validate(ctx, coop, nil)
 }
 
-// ValidateUpdate checks a changed coop.
-func (v *CooperativeValidator) ValidateUpdate(ctx context.Context, _, coop *v1alpha1.Cooperative) (admission.Warnings, error) {
+// ValidateUpdate checks the domains a changed coop adds. Domains it had
+// already stay its to keep: a coop that lost one, or had it before the
+// webhook, is told on its status, and must still take any other change
+// (its finalizer, a password rotation).
+func (v *CooperativeValidator) ValidateUpdate(ctx context.Context, old, coop *v1alpha1.Cooperative) (admission.Warnings, error) {
 	if !coop.DeletionTimestamp.IsZero() {
 		// A coop on its way out must be able to lose its finalizer.
 		return nil, nil
 	}
-	return nil, v.validate(ctx, coop)
+	had := map[string]bool{}
+	for _, app := range old.Spec.Apps {
+		for _, host := range app.Domains {
+			had[strings.ToLower(host)] = true
+		}
+	}
+	return nil, v.validate(ctx, coop, had)
 }
 
 // ValidateDelete lets every deletion through.
@@ -56,7 +65,7 @@ func (v *CooperativeValidator) ValidateDelete(context.Context, *v1alpha1.Coopera
 	return nil, nil
 }
 
-func (v *CooperativeValidator) validate(ctx context.Context, coop *v1alpha1.Cooperative) error {
+func (v *CooperativeValidator) validate(ctx context.Context, coop *v1alpha1.Cooperative, had map[string]bool) error {
 	var errs field.ErrorList
 	seen := map[string]string{}
 	for i, app := range coop.Spec.Apps {
@@ -68,6 +77,9 @@ func (v *CooperativeValidator) validate(ctx context.Context, coop *v1alpha1.Coop
 				continue
 			}
 			seen[host] = app.Name
+			if had[host] {
+				continue
+			}
 			if _, reason := specs.PlatformDomain(coop, host, v.BaseDomain); reason != "" {
 				errs = append(errs, field.Forbidden(path, reason))
 				continue
