@@ -128,3 +128,65 @@ func TestBackupsAreScheduledAndTheirCommandBacksTheCoopUp(t *testing.T) {
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
 }
+
+// Deleting a coop with deletionPolicy Delete takes a final backup first; a
+// final backup that fails keeps its databases.
+func TestFinalBackupHoldsTheDropAndAFailedOneKeepsTheData(t *testing.T) {
+	ctx := context.Background()
+	s3, err := testenv.StartS3(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s3.Remove)
+	if err := s3.CreateBucket(ctx, "final-backups"); err != nil {
+		t.Fatal(err)
+	}
+	// Backup Jobs run the failing image: the fake nodes fail their pods.
+	cfg := testConfig
+	cfg.Specs.RunnerImage = testenv.FailingImage
+	stop := startOperatorWith(t, cfg)
+	keys := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: adminNamespace, Name: "final-keys"},
+		StringData: map[string]string{"accessKeyID": s3.AccessKey, "secretAccessKey": s3.SecretKey},
+	}
+	store := &v1alpha1.BackupStore{
+		ObjectMeta: metav1.ObjectMeta{Name: "final"},
+		Spec: v1alpha1.BackupStoreSpec{Endpoint: s3.Endpoint, Region: s3.Region, Bucket: "final-backups", Insecure: true, PathStyle: true,
+			CredentialsSecretRef: v1alpha1.SecretReference{Namespace: adminNamespace, Name: keys.Name}},
+	}
+	plan := newPlan("final-plan")
+	plan.Spec.Backup = v1alpha1.PlanBackup{Store: "final", Schedule: "0 4 * * *"}
+	coop := newCoop("leaving", "final-plan")
+	coop.Spec.DeletionPolicy = v1alpha1.DeletionPolicyDelete
+	create(t, keys, store, plan, coop)
+	coop = backupsReason(t, "leaving", v1alpha1.BackupsScheduledReason)
+	database := coop.Status.Database.Name
+	if n := countDatabases(t, mainPostgres, database); n != 1 {
+		t.Fatalf("database %s: %d", database, n)
+	}
+
+	if err := adminClient.Delete(ctx, coop); err != nil {
+		t.Fatal(err)
+	}
+	backupsReason(t, "leaving", v1alpha1.FinalBackupFailedReason)
+	if n := countDatabases(t, mainPostgres, database); n != 1 {
+		t.Fatalf("the database was dropped although the final backup failed")
+	}
+
+	// With a runner that works, deleting the failed Job tries again; the
+	// Job succeeds and the databases go.
+	stop()
+	startOperator(t)
+	job := &batchv1.Job{}
+	mustGet(t, adminNamespace, specs.BackupName(coop)+"-final", job)
+	if err := adminClient.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "the coop to be gone", func(ctx context.Context) (bool, error) {
+		err := adminClient.Get(ctx, client.ObjectKey{Name: "leaving"}, &v1alpha1.Cooperative{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if n := countDatabases(t, mainPostgres, database); n != 0 {
+		t.Errorf("database %s is still there after the coop was deleted with deletionPolicy Delete", database)
+	}
+}

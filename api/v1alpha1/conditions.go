@@ -114,6 +114,8 @@ const (
 	BackupsUnsupportedReason = "Unsupported"
 	// BackupsNotRequestedReason: neither the coop nor its plan names a backup store.
 	BackupsNotRequestedReason = "NotRequested"
+	// FinalBackupFailedReason: the backup taken before a coop's databases are dropped failed; they are kept.
+	FinalBackupFailedReason = "FinalBackupFailed"
 	// BackupMissingReason: a backup Job succeeded, but no backup with a manifest is in the store.
 	BackupMissingReason = "BackupMissing"
 	// BackupStoreNotFoundReason: the coop's or its plan's backup store does not exist.
