@@ -91,8 +91,8 @@ type CooperativeSpec struct {
 	Backup CooperativeBackup `json:"backup,omitempty"`
 
 	// deletionPolicy says whether the coop's databases are kept (Retain) or
-	// dropped (Delete) when this Cooperative is deleted. Its backups are
-	// kept either way, until their retention removes them.
+	// dropped (Delete, after a final backup when the coop has backups) when
+	// this Cooperative is deleted. Its backups are kept either way.
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
