@@ -118,6 +118,11 @@ func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	name := specs.BackupName(coop) + "-final"
+	taking := func() (ctrl.Result, error) {
+		setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionFalse, v1alpha1.ProgressingReason,
+			fmt.Sprintf("Taking the final backup before the databases are dropped (Job %s/%s)", ns, name))
+		return ctrl.Result{RequeueAfter: waitForFinalBackup}, nil
+	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(batchv1.SchemeGroupVersion.WithKind("Job"))
 	err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, live)
@@ -146,7 +151,7 @@ func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.
 			return ctrl.Result{}, fmt.Errorf("while starting the final backup: %w", err)
 		}
 		ctrl.LoggerFrom(ctx).Info("Taking the final backup before the databases are dropped", "job", name)
-		err = nil
+		return taking()
 	}
 	if err != nil {
 		return ctrl.Result{}, err
@@ -159,8 +164,6 @@ func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.
 			"The final backup before the databases are dropped failed (Job %s/%s), so they are kept. Delete the Job to try again, or set deletionPolicy Retain", ns, name))
 		return ctrl.Result{}, reconcile.TerminalError(errFinalBackupFailed)
 	default:
-		setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionFalse, v1alpha1.ProgressingReason,
-			fmt.Sprintf("Taking the final backup before the databases are dropped (Job %s/%s)", ns, name))
-		return ctrl.Result{RequeueAfter: waitForFinalBackup}, nil
+		return taking()
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"cooperator.dev/cooperator/api/v1alpha1"
 	"cooperator.dev/cooperator/internal/dns"
+	"cooperator.dev/cooperator/internal/metrics"
 	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
@@ -125,6 +126,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	}
 	if err := (&BackupStoreReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("while setting up the BackupStore controller: %w", err)
+	}
+	// Per-coop metrics, read from the cache at scrape time.
+	if err := metrics.Register(mgr.GetCache()); err != nil {
+		return fmt.Errorf("while registering the cooperatives' metrics: %w", err)
 	}
 	if cfg.Webhooks {
 		v := &webhook.CooperativeValidator{Reader: mgr.GetClient(), BaseDomain: cfg.Specs.BaseDomain}

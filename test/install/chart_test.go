@@ -73,6 +73,7 @@ func TestHelmLint(t *testing.T) {
 	for name, values := range map[string]map[string]any{
 		"defaults": {},
 		"webhooks": {"webhook": map[string]any{"enabled": true}},
+		"metrics":  {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}, "dashboard": map[string]any{"enabled": true}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, err := helm("lint", "--strict", chart, "-f", valuesFile(t, values))
@@ -101,8 +102,16 @@ func TestHelmTemplateDefaults(t *testing.T) {
 	}
 	for _, kind := range []string{"Service", "ValidatingWebhookConfiguration", "Certificate", "Issuer"} {
 		for _, o := range objs {
-			if o.GetKind() == kind {
+			if o.GetKind() == kind && o.GetName() != "coop-cooperator-metrics" {
 				t.Errorf("webhooks are off by default, yet the chart renders %s %s", kind, o.GetName())
+			}
+		}
+	}
+	findNamed(t, objs, "Service", "coop-cooperator-metrics")
+	for _, kind := range []string{"ServiceMonitor", "ConfigMap"} {
+		for _, o := range objs {
+			if o.GetKind() == kind {
+				t.Errorf("the ServiceMonitor and the dashboard are off by default, yet the chart renders %s %s", kind, o.GetName())
 			}
 		}
 	}
@@ -188,7 +197,7 @@ func TestHelmTemplateWebhooks(t *testing.T) {
 		t.Errorf("want --webhook-port=9443, got %v", c.Args)
 	}
 	svc := &corev1.Service{}
-	into(t, find(t, objs, "Service"), svc)
+	into(t, findNamed(t, objs, "Service", "coop-cooperator-webhook"), svc)
 	config := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	into(t, find(t, objs, "ValidatingWebhookConfiguration"), config)
 	cert := find(t, objs, "Certificate")

@@ -173,6 +173,19 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind string) *unstruc
 	return found[0]
 }
 
+// findNamed returns the object of a kind and name, failing the test when
+// there is none.
+func findNamed(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	t.Fatalf("want %s %s, got none", kind, name)
+	return nil
+}
+
 // into converts an unstructured object to a typed one.
 func into(t *testing.T, u *unstructured.Unstructured, obj any) {
 	t.Helper()

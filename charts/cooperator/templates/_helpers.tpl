@@ -36,3 +36,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- required "webhook.secretName is required when webhook.certManager.enabled is false" .Values.webhook.secretName -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "cooperator.metricsName" -}}
+{{- printf "%s-metrics" (include "cooperator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

@@ -1,0 +1,278 @@
+// Package metrics exports each cooperative's state to Prometheus: whether it
+// is ready, how old its last backup is, and how much of its quota it uses.
+// The values are read at scrape time from the operator's cache, so a scrape
+// sends no request to the API server.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/specs"
+)
+
+// Backups are taken once a day: a coop's last backup is stale past this age,
+// which leaves two hours for a backup to run late.
+const (
+	StaleAfter = 26 * time.Hour
+	// FirstBackupWithin is how long a new coop may go without any backup.
+	FirstBackupWithin = 24 * time.Hour
+)
+
+// scrapeTimeout bounds the reads of one scrape from the cache.
+const scrapeTimeout = 10 * time.Second
+
+// Resources of the quota gauges, as their resource label says them.
+const (
+	ResourceCPU     = "cpu"
+	ResourceMemory  = "memory"
+	ResourceStorage = "storage"
+	ResourcePods    = "pods"
+)
+
+// Names of the metrics the collector exports.
+const (
+	ReadyMetric          = "cooperator_cooperative_ready"
+	ConditionMetric      = "cooperator_cooperative_condition"
+	LastBackupTimeMetric = "cooperator_cooperative_last_backup_timestamp_seconds"
+	LastBackupSizeMetric = "cooperator_cooperative_last_backup_size_bytes"
+	BackupStaleMetric    = "cooperator_cooperative_backup_stale"
+	QuotaMetric          = "cooperator_cooperative_quota"
+	QuotaUsedMetric      = "cooperator_cooperative_quota_used"
+	ScrapeErrorMetric    = "cooperator_cooperative_metrics_scrape_error"
+)
+
+// Names lists every metric the collector exports.
+var Names = []string{ReadyMetric, ConditionMetric, LastBackupTimeMetric, LastBackupSizeMetric, BackupStaleMetric, QuotaMetric, QuotaUsedMetric, ScrapeErrorMetric}
+
+var (
+	readyDesc = prometheus.NewDesc(ReadyMetric,
+		"1 when the cooperative's Ready condition is True, else 0.",
+		[]string{"cooperative", "plan"}, nil)
+	conditionDesc = prometheus.NewDesc(ConditionMetric,
+		"1 when the cooperative's condition of this type is True, else 0 (False or Unknown).",
+		[]string{"cooperative", "type"}, nil)
+	lastBackupTimeDesc = prometheus.NewDesc(LastBackupTimeMetric,
+		"When the cooperative's newest backup in its store was taken, in seconds since the epoch; absent before its first backup.",
+		[]string{"cooperative"}, nil)
+	lastBackupSizeDesc = prometheus.NewDesc(LastBackupSizeMetric,
+		"Size of the cooperative's newest backup in its store; absent before its first backup.",
+		[]string{"cooperative"}, nil)
+	backupStaleDesc = prometheus.NewDesc(BackupStaleMetric,
+		"1 when the cooperative is backed up to a store and its last backup is older than 26 hours, or it has none and is older than a day; else 0.",
+		[]string{"cooperative", "plan"}, nil)
+	quotaDesc = prometheus.NewDesc(QuotaMetric,
+		"The cooperative's quota from its plan: cpu in cores, memory and storage in bytes, pods.",
+		[]string{"cooperative", "plan", "resource"}, nil)
+	quotaUsedDesc = prometheus.NewDesc(QuotaUsedMetric,
+		"What the cooperative's namespace uses of its quota, as its ResourceQuota counts it: cpu limits in cores, memory limits and storage requests in bytes, pods.",
+		[]string{"cooperative", "plan", "resource"}, nil)
+	scrapeErrorDesc = prometheus.NewDesc(ScrapeErrorMetric,
+		"1 when the cooperatives could not be read from the operator's cache for this scrape, so their metrics are missing; else 0.",
+		nil, nil)
+)
+
+// Collector exports the metrics of every Cooperative.
+type Collector struct {
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+
+	mu sync.Mutex
+	// reader lists Cooperatives, Plans and ResourceQuotas: the manager's cache.
+	reader client.Reader
+}
+
+// NewCollector reads from reader, which should be the manager's cache.
+func NewCollector(reader client.Reader) *Collector {
+	return &Collector{reader: reader}
+}
+
+var _ prometheus.Collector = &Collector{}
+
+// Describe sends the descriptions of every metric the collector exports.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{readyDesc, conditionDesc, lastBackupTimeDesc, lastBackupSizeDesc,
+		backupStaleDesc, quotaDesc, quotaUsedDesc, scrapeErrorDesc} {
+		ch <- d
+	}
+}
+
+// Collect reads the cooperatives, their plans and their quotas from the
+// reader and sends their metrics. A failed read is logged and reported by
+// cooperator_cooperative_metrics_scrape_error; the scrape itself goes on,
+// so the operator's other metrics are not lost with it.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	failed := 0.0
+	if err := c.collect(ctx, now(), ch); err != nil {
+		ctrl.Log.WithName("metrics").Error(err, "Reading cooperatives for their metrics failed")
+		failed = 1
+	}
+	ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, failed)
+}
+
+func (c *Collector) collect(ctx context.Context, now time.Time, ch chan<- prometheus.Metric) error {
+	c.mu.Lock()
+	reader := c.reader
+	c.mu.Unlock()
+	coops := &v1alpha1.CooperativeList{}
+	if err := reader.List(ctx, coops); err != nil {
+		return err
+	}
+	plans := &v1alpha1.PlanList{}
+	if err := reader.List(ctx, plans); err != nil {
+		return err
+	}
+	byName := make(map[string]*v1alpha1.Plan, len(plans.Items))
+	for i := range plans.Items {
+		byName[plans.Items[i].Name] = &plans.Items[i]
+	}
+	// The operator's ResourceQuotas, one per coop namespace, in one list.
+	quotas := &corev1.ResourceQuotaList{}
+	if err := reader.List(ctx, quotas, client.MatchingLabels{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}); err != nil {
+		return err
+	}
+	used := make(map[string]corev1.ResourceList, len(quotas.Items))
+	for _, q := range quotas.Items {
+		if q.Name == specs.ResourceQuotaName {
+			used[q.Namespace] = q.Status.Used
+		}
+	}
+	for i := range coops.Items {
+		coop := &coops.Items[i]
+		for _, m := range Metrics(coop, byName[coop.Spec.Plan], used[coop.NamespaceName()], now) {
+			ch <- m
+		}
+	}
+	return nil
+}
+
+// Metrics are the metrics of one coop. plan is nil when the coop's plan
+// does not exist, and used when its ResourceQuota has not been counted yet.
+func Metrics(coop *v1alpha1.Cooperative, plan *v1alpha1.Plan, used corev1.ResourceList, now time.Time) []prometheus.Metric {
+	name, planName := coop.Name, coop.Spec.Plan
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+		return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	out := []prometheus.Metric{
+		gauge(readyDesc, boolValue(meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.ReadyCondition)), name, planName),
+		gauge(backupStaleDesc, boolValue(BackupStale(coop, now)), name, planName),
+	}
+	for _, cond := range coop.Status.Conditions {
+		out = append(out, gauge(conditionDesc, boolValue(cond.Status == metav1.ConditionTrue), name, cond.Type))
+	}
+	if last := coop.Status.LastBackup; last != nil {
+		out = append(out,
+			gauge(lastBackupTimeDesc, float64(last.Time.UnixMilli())/1000, name),
+			gauge(lastBackupSizeDesc, float64(last.Size), name))
+	}
+	if plan != nil {
+		q := Quota(plan)
+		for _, r := range sortedResources {
+			out = append(out, gauge(quotaDesc, q[r], name, planName, r))
+		}
+	}
+	if used != nil {
+		u := QuotaUsed(used)
+		for _, r := range sortedResources {
+			if v, ok := u[r]; ok {
+				out = append(out, gauge(quotaUsedDesc, v, name, planName, r))
+			}
+		}
+	}
+	return out
+}
+
+var sortedResources = []string{ResourceCPU, ResourceMemory, ResourceStorage, ResourcePods}
+
+// BackupStale says whether a coop that should be backed up has gone too
+// long without a backup: its last backup is older than StaleAfter, or it
+// has none and was created more than FirstBackupWithin ago. A store that is
+// missing or down makes no backups: its coops go stale too. A coop that is
+// not to be backed up (no store, a dedicated database) is never stale.
+func BackupStale(coop *v1alpha1.Cooperative, now time.Time) bool {
+	c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.BackupsReadyCondition)
+	if c == nil || c.Reason == v1alpha1.BackupsNotRequestedReason || c.Reason == v1alpha1.BackupsUnsupportedReason {
+		return false
+	}
+	if last := coop.Status.LastBackup; last != nil {
+		return now.Sub(last.Time.Time) > StaleAfter
+	}
+	return now.Sub(coop.CreationTimestamp.Time) > FirstBackupWithin
+}
+
+// Quota is the quota a plan gives each of its coops, by resource label:
+// cpu in cores, memory and storage in bytes, and pods.
+func Quota(plan *v1alpha1.Plan) map[string]float64 {
+	q := plan.Spec.Quota
+	return map[string]float64{
+		ResourceCPU:     q.CPU.AsApproximateFloat64(),
+		ResourceMemory:  q.Memory.AsApproximateFloat64(),
+		ResourceStorage: q.Storage.AsApproximateFloat64(),
+		ResourcePods:    float64(q.Pods),
+	}
+}
+
+// QuotaUsed is what a coop's ResourceQuota counts as used, by resource
+// label. The quota caps requests and limits alike at the plan's amount;
+// limits are never below requests, so the limits are what comes nearer the
+// cap. Resources the quota has not counted yet are left out.
+func QuotaUsed(used corev1.ResourceList) map[string]float64 {
+	out := map[string]float64{}
+	for label, name := range map[string]corev1.ResourceName{
+		ResourceCPU:     corev1.ResourceLimitsCPU,
+		ResourceMemory:  corev1.ResourceLimitsMemory,
+		ResourceStorage: corev1.ResourceRequestsStorage,
+		ResourcePods:    corev1.ResourcePods,
+	} {
+		if v, ok := used[name]; ok {
+			out[label] = v.AsApproximateFloat64()
+		}
+	}
+	return out
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Register adds a collector reading from reader to controller-runtime's
+// registry, which the manager's metrics endpoint serves.
+func Register(reader client.Reader) error {
+	return RegisterWith(crmetrics.Registry, reader)
+}
+
+// RegisterWith adds a collector reading from reader to registry. When the
+// registry holds one already (a manager set up again in the same process),
+// that one reads from reader from now on.
+func RegisterWith(registry prometheus.Registerer, reader client.Reader) error {
+	err := registry.Register(NewCollector(reader))
+	if already := (prometheus.AlreadyRegisteredError{}); errors.As(err, &already) {
+		if existing, ok := already.ExistingCollector.(*Collector); ok {
+			existing.mu.Lock()
+			existing.reader = reader
+			existing.mu.Unlock()
+			return nil
+		}
+	}
+	return err
+}
