@@ -19,6 +19,7 @@ import (
 
 	"cooperator.dev/cooperator/api/v1alpha1"
 	"cooperator.dev/cooperator/internal/backup"
+	"cooperator.dev/cooperator/internal/metrics"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
 )
@@ -107,9 +108,25 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 		not(v1alpha1.BackupMissingReason, "%s", missing)
 		return ctrl.Result{}, nil
 	}
+	due := metrics.BackupDue(coop)
+	wait := time.Until(due)
+	if wait <= 0 {
+		since := "the coop was created"
+		if last := coop.Status.LastBackup; last != nil {
+			since = "backup " + last.ID
+		}
+		msg := fmt.Sprintf("No backup since %s; one was due by %s", since, due.UTC().Format(time.RFC3339))
+		if c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.BackupsReadyCondition); c == nil || c.Message != msg {
+			r.Recorder.Eventf(coop, nil, corev1.EventTypeWarning, v1alpha1.BackupStaleReason, "Backup", "%s", msg)
+		}
+		// A backup Job that succeeds wakes the coop.
+		not(v1alpha1.BackupStaleReason, "%s", msg)
+		return ctrl.Result{}, nil
+	}
 	setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsScheduledReason,
 		fmt.Sprintf("Backups of the coop's databases run at %q (UTC) to BackupStore %s", *cronJob.Spec.Schedule, name))
-	return ctrl.Result{}, nil
+	// Look again when the next backup is due.
+	return ctrl.Result{RequeueAfter: wait}, nil
 }
 
 // observeLastBackup reads the coop's newest backup from the store once

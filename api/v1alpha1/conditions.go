@@ -116,6 +116,8 @@ const (
 	BackupsNotRequestedReason = "NotRequested"
 	// FinalBackupFailedReason: the backup taken before a coop's databases are dropped failed; they are kept.
 	FinalBackupFailedReason = "FinalBackupFailed"
+	// BackupStaleReason: the coop's last backup is older than its schedule allows, or it has none a day after it was created.
+	BackupStaleReason = "BackupStale"
 	// BackupMissingReason: a backup Job succeeded, but no backup with a manifest is in the store.
 	BackupMissingReason = "BackupMissing"
 	// BackupStoreNotFoundReason: the coop's or its plan's backup store does not exist.

@@ -211,10 +211,16 @@ func BackupStale(coop *v1alpha1.Cooperative, now time.Time) bool {
 	if c == nil || c.Reason == v1alpha1.BackupsNotRequestedReason || c.Reason == v1alpha1.BackupsUnsupportedReason {
 		return false
 	}
+	return now.After(BackupDue(coop))
+}
+
+// BackupDue is when a coop's next backup is due at the latest: StaleAfter
+// after its last one, or FirstBackupWithin after it was created.
+func BackupDue(coop *v1alpha1.Cooperative) time.Time {
 	if last := coop.Status.LastBackup; last != nil {
-		return now.Sub(last.Time.Time) > StaleAfter
+		return last.Time.Add(StaleAfter)
 	}
-	return now.Sub(coop.CreationTimestamp.Time) > FirstBackupWithin
+	return coop.CreationTimestamp.Add(FirstBackupWithin)
 }
 
 // Quota is the quota a plan gives each of its coops, by resource label:

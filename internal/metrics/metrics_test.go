@@ -256,3 +256,17 @@ func TestCollectReportsAFailedRead(t *testing.T) {
 		t.Errorf("after registering a working reader, want scrape error 0, got %v", families)
 	}
 }
+
+func TestBackupDue(t *testing.T) {
+	created := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	c := &v1alpha1.Cooperative{}
+	c.CreationTimestamp = metav1.NewTime(created)
+	if got := BackupDue(c); !got.Equal(created.Add(FirstBackupWithin)) {
+		t.Errorf("no backup yet: due %s, want a day after creation", got)
+	}
+	last := created.Add(72 * time.Hour)
+	c.Status.LastBackup = &v1alpha1.BackupRecord{ID: "x", Time: metav1.NewTime(last)}
+	if got := BackupDue(c); !got.Equal(last.Add(StaleAfter)) {
+		t.Errorf("after a backup: due %s, want %s after it", got, StaleAfter)
+	}
+}
