@@ -90,11 +90,7 @@ func TestCatalogAppsRunOnACoop(t *testing.T) {
 	}
 	defer func() { _ = conn.Close(ctx) }()
 	for _, app := range coop.Status.Database.Apps {
-		var owner string
-		if err := conn.QueryRow(ctx, "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", app.Name).Scan(&owner); err != nil {
-			t.Fatalf("database of %s: %v", app.App, err)
-		}
-		if owner != coop.Status.Database.Role {
+		if owner := databaseOwner(t, pg, app.Name); owner != coop.Status.Database.Role {
 			t.Errorf("database %s is owned by %s, want the coop's role %s", app.Name, owner, coop.Status.Database.Role)
 		}
 		if app.App == "decide" && !slices.Contains(app.Extensions, "citext") {

@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -49,36 +50,40 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func TestReconcilingUnchangedCoopWritesNothing(t *testing.T) {
-	stop := startOperator(t)
-	create(t, newPlan("steady-plan"), newCoop("steady", "steady-plan"))
-	waitReady(t, "steady")
-	stop()
-
-	// A second operator, as after a restart: a fresh cache, every request counted.
+// countedReconciler is a second operator, as after a restart: a fresh
+// cache, and every request it sends counted. The database server's
+// connection is opened as the DatabaseServer controller would, outside the
+// count.
+func countedReconciler(t *testing.T) (context.Context, *CooperativeReconciler, *requestCounter, ctrl.Manager) {
+	t.Helper()
 	counter := &requestCounter{}
 	mgr := newManager(t, counter.wrap)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		t.Fatal("cache did not sync")
 	}
-	// The server's connection is opened as the DatabaseServer controller
-	// would, outside the count.
 	servers := &postgres.Servers{}
 	serverReconciler := &DatabaseServerReconciler{Client: adminClient, APIReader: adminClient, Servers: servers}
 	if _, err := serverReconciler.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: mainServer}}); err != nil {
 		t.Fatal(err)
 	}
 	r := &CooperativeReconciler{
-		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("cooperator-test"),
-		Options:       testOptions,
-		Servers:       servers,
-		CNPGInstalled: true,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("cooperator-test"),
+		Options: testOptions, Servers: servers,
+		CNPGInstalled: testConfig.CNPGInstalled, CertManagerInstalled: testConfig.CertManagerInstalled,
 	}
+	return ctx, r, counter, mgr
+}
+
+func TestReconcilingUnchangedCoopWritesNothing(t *testing.T) {
+	stop := startOperator(t)
+	create(t, newPlan("steady-plan"), newCoop("steady", "steady-plan"))
+	waitReady(t, "steady")
+	stop()
+
+	ctx, r, counter, mgr := countedReconciler(t)
 	ddlBefore, err := mainPostgres.DDLCount("cooperator")
 	if err != nil {
 		t.Fatal(err)

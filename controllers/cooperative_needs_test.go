@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
-	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/specs"
+	"cooperator.dev/cooperator/internal/testenv"
 )
 
 // needsBlueprint is the test web app, one replica, with the needs given.
@@ -46,12 +46,11 @@ func secretData(t testing.TB, coop, name string) (map[string]string, *corev1.Sec
 	return out, secret
 }
 
-// databaseOwner is the owner of a database on the main server, or "" when
-// it does not exist.
-func databaseOwner(t testing.TB, name string) string {
+// databaseOwner is the owner of a database on pg, or "" when it does not exist.
+func databaseOwner(t testing.TB, pg *testenv.Postgres, name string) string {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := mainPostgres.Superuser(ctx, "postgres")
+	conn, err := pg.Superuser(ctx, "postgres")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +91,7 @@ func TestEachAppGetsItsOwnDatabase(t *testing.T) {
 		if e.Name != db || e.SecretName != app+"-database" || !slices.Equal(e.Extensions, []string{"pg_trgm"}) {
 			t.Errorf("status.database.apps entry of %s = %+v, want database %s", app, e, db)
 		}
-		if owner := databaseOwner(t, db); owner != role {
+		if owner := databaseOwner(t, mainPostgres, db); owner != role {
 			t.Errorf("database %s is owned by %q, want the coop's role %s", db, owner, role)
 		}
 	}
@@ -205,7 +204,7 @@ func TestEachAppGetsItsOwnDatabase(t *testing.T) {
 		return apierrors.IsNotFound(err) && c.Status.ObservedGeneration == c.Generation &&
 			len(c.Status.Database.Apps) == 1 && c.Status.Database.Apps[0].App == "decidim", client.IgnoreNotFound(err)
 	})
-	if owner := databaseOwner(t, want["loomio-x"]); owner != role {
+	if owner := databaseOwner(t, mainPostgres, want["loomio-x"]); owner != role {
 		t.Errorf("the removed app's database: owner %q, want it kept and owned by %s", owner, role)
 	}
 
@@ -239,7 +238,7 @@ func TestRetainedCoopKeepsItsAppsDatabases(t *testing.T) {
 		err := adminClient.Get(ctx, client.ObjectKey{Name: "keep-apps"}, &v1alpha1.Cooperative{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
-	if owner := databaseOwner(t, "coop_keep_apps_forum"); owner != "coop_keep_apps" {
+	if owner := databaseOwner(t, mainPostgres, "coop_keep_apps_forum"); owner != "coop_keep_apps" {
 		t.Errorf("Retain: the app's database has owner %q, want it kept with the coop's role", owner)
 	}
 	var events corev1.EventList
@@ -395,21 +394,7 @@ func TestReconcilingUnchangedAppNeedsWritesNothing(t *testing.T) {
 	waitReady(t, "steady-needs")
 	stop()
 
-	counter := &requestCounter{}
-	mgr := newManager(t, counter.wrap)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		t.Fatal("cache did not sync")
-	}
-	servers := &postgres.Servers{}
-	serverReconciler := &DatabaseServerReconciler{Client: adminClient, APIReader: adminClient, Servers: servers}
-	if _, err := serverReconciler.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: mainServer}}); err != nil {
-		t.Fatal(err)
-	}
-	r := &CooperativeReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("cooperator-test"),
-		Options: testOptions, Servers: servers, CNPGInstalled: true, CertManagerInstalled: true}
+	ctx, r, counter, _ := countedReconciler(t)
 	ddlBefore, err := mainPostgres.DDLCount("cooperator")
 	if err != nil {
 		t.Fatal(err)
@@ -459,7 +444,7 @@ func TestDatabaseNamesThatMeetAreNeverTakenOver(t *testing.T) {
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
 	for db, owner := range map[string]string{"coop_clash_x": "coop_clash", "coop_clash_y": "coop_clash_y"} {
-		if got := databaseOwner(t, db); got != owner {
+		if got := databaseOwner(t, mainPostgres, db); got != owner {
 			t.Errorf("database %s is owned by %q, want %s still", db, got, owner)
 		}
 	}
