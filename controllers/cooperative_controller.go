@@ -13,6 +13,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
@@ -205,9 +206,9 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		Watches(&v1alpha1.Plan{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesBy(planIndex))).
 		Watches(&v1alpha1.DatabaseServer{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOnServer),
-			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, serverReadyChanged{}))).
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, readyChanged{}))).
 		Watches(&v1alpha1.BackupStore{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOfStore),
-			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, storeReadyChanged{}))).
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, readyChanged{}))).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			// A server that is down is tried again with backoff, at most
@@ -265,21 +266,6 @@ func (r *CooperativeReconciler) cooperativesOnServer(ctx context.Context, server
 	return append(r.cooperativesWith(ctx, serverIndex, server.GetName()), r.cooperativesWith(ctx, serverIndex, "")...)
 }
 
-// serverReadyChanged passes DatabaseServer updates that change its Ready condition.
-type serverReadyChanged struct {
-	predicate.Funcs
-}
-
-func (serverReadyChanged) Update(e event.UpdateEvent) bool {
-	oldServer, ok1 := e.ObjectOld.(*v1alpha1.DatabaseServer)
-	newServer, ok2 := e.ObjectNew.(*v1alpha1.DatabaseServer)
-	if !ok1 || !ok2 {
-		return false
-	}
-	return meta.IsStatusConditionTrue(oldServer.Status.Conditions, v1alpha1.ReadyCondition) !=
-		meta.IsStatusConditionTrue(newServer.Status.Conditions, v1alpha1.ReadyCondition)
-}
-
 // cooperativesOfStore wakes the coops that back up to a store: those that
 // name it, and those whose plan does.
 func (r *CooperativeReconciler) cooperativesOfStore(ctx context.Context, store client.Object) []ctrl.Request {
@@ -297,17 +283,23 @@ func (r *CooperativeReconciler) cooperativesOfStore(ctx context.Context, store c
 	return reqs
 }
 
-// storeReadyChanged passes BackupStore updates that change its Ready condition.
-type storeReadyChanged struct {
+// readyChanged passes updates that turn a DatabaseServer or a BackupStore
+// Ready or not Ready: the coops on it then have something to do.
+type readyChanged struct {
 	predicate.Funcs
 }
 
-func (storeReadyChanged) Update(e event.UpdateEvent) bool {
-	oldStore, ok1 := e.ObjectOld.(*v1alpha1.BackupStore)
-	newStore, ok2 := e.ObjectNew.(*v1alpha1.BackupStore)
-	if !ok1 || !ok2 {
-		return false
+func (readyChanged) Update(e event.UpdateEvent) bool {
+	return isReady(e.ObjectOld) != isReady(e.ObjectNew)
+}
+
+func isReady(o client.Object) bool {
+	var conditions []metav1.Condition
+	switch o := o.(type) {
+	case *v1alpha1.DatabaseServer:
+		conditions = o.Status.Conditions
+	case *v1alpha1.BackupStore:
+		conditions = o.Status.Conditions
 	}
-	return meta.IsStatusConditionTrue(oldStore.Status.Conditions, v1alpha1.ReadyCondition) !=
-		meta.IsStatusConditionTrue(newStore.Status.Conditions, v1alpha1.ReadyCondition)
+	return meta.IsStatusConditionTrue(conditions, v1alpha1.ReadyCondition)
 }

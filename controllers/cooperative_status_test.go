@@ -6,6 +6,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
@@ -79,5 +81,31 @@ func TestSummarize(t *testing.T) {
 				t.Errorf("observedGeneration = %d, bumped %v, want bumped %v", coop.Status.ObservedGeneration, got, tc.wantObserved)
 			}
 		})
+	}
+}
+
+func TestReadyChangedPassesOnlyReadyFlips(t *testing.T) {
+	ready := func(status metav1.ConditionStatus) []metav1.Condition {
+		return []metav1.Condition{{Type: v1alpha1.ReadyCondition, Status: status, Reason: "x"}}
+	}
+	server := func(s metav1.ConditionStatus) *v1alpha1.DatabaseServer {
+		return &v1alpha1.DatabaseServer{Status: v1alpha1.DatabaseServerStatus{Conditions: ready(s)}}
+	}
+	store := func(s metav1.ConditionStatus) *v1alpha1.BackupStore {
+		return &v1alpha1.BackupStore{Status: v1alpha1.BackupStoreStatus{Conditions: ready(s)}}
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new client.Object
+		want     bool
+	}{
+		{"server turns Ready", server(metav1.ConditionFalse), server(metav1.ConditionTrue), true},
+		{"server stays Ready", server(metav1.ConditionTrue), server(metav1.ConditionTrue), false},
+		{"store goes down", store(metav1.ConditionTrue), store(metav1.ConditionFalse), true},
+		{"store stays down", store(metav1.ConditionFalse), store(metav1.ConditionFalse), false},
+	} {
+		if got := (readyChanged{}).Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
