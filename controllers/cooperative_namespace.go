@@ -26,7 +26,7 @@ import (
 
 // +kubebuilder:rbac:groups="",resources=namespaces;resourcequotas;limitranges,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch
 // The operator must hold what it grants to coop admins (specs.AdminRules).
 // +kubebuilder:rbac:groups="",resources=pods;pods/log;services;configmaps;secrets;persistentvolumeclaims;serviceaccounts;events;endpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=delete
@@ -38,6 +38,9 @@ import (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cooperator.dev,resources=restores,verbs=get;list;watch;create;delete
+// And what it grants them cluster-wide (specs.MemberRules).
+// +kubebuilder:rbac:groups=cooperator.dev,resources=cooperatives;plans;blueprints,verbs=get;list;watch
 
 // namespaceRetry is how soon a coop looks again at a namespace of its name
 // that is still being deleted.
@@ -62,6 +65,8 @@ func (r *CooperativeReconciler) reconcileNamespace(ctx context.Context, s *scope
 		applyOne(ctx, r.Client, &corev1.LimitRange{}, specs.LimitRange(coop, s.plan), corev1ac.ExtractLimitRange),
 		applyOne(ctx, r.Client, &rbacv1.Role{}, specs.AdminRole(coop), rbacv1ac.ExtractRole),
 		applyOne(ctx, r.Client, &rbacv1.RoleBinding{}, specs.AdminRoleBinding(coop), rbacv1ac.ExtractRoleBinding),
+		applyOne(ctx, r.Client, &rbacv1.ClusterRole{}, specs.MemberRole(coop), rbacv1ac.ExtractClusterRole),
+		applyOne(ctx, r.Client, &rbacv1.ClusterRoleBinding{}, specs.MemberRoleBinding(coop), rbacv1ac.ExtractClusterRoleBinding),
 	}
 	for _, np := range specs.NetworkPolicies(coop, r.Options) {
 		applies = append(applies, applyOne(ctx, r.Client, &networkingv1.NetworkPolicy{}, np, networkingv1ac.ExtractNetworkPolicy))

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -214,6 +215,18 @@ func TestAdminsRunTheirCoopButNotItsIsolation(t *testing.T) {
 		t.Errorf("admin reading a Secret of their coop: %v", err)
 	}
 
+	// Where their data lives is on their Cooperative's status; the plans
+	// and the catalog are open to every member.
+	if err := as.Get(ctx, client.ObjectKey{Name: "rbac-a"}, &v1alpha1.Cooperative{}); err != nil {
+		t.Errorf("admin reading their Cooperative: %v", err)
+	}
+	if err := as.List(ctx, &v1alpha1.PlanList{}); err != nil {
+		t.Errorf("admin listing the plans: %v", err)
+	}
+	if err := as.List(ctx, &v1alpha1.BlueprintList{}); err != nil {
+		t.Errorf("admin listing the catalog: %v", err)
+	}
+
 	settings := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: specs.SettingsSecretName, Namespace: "coop-rbac-a"}, StringData: map[string]string{"SMTP_ADDRESS": "mail.example"}}
 	if err := as.Create(ctx, settings); err != nil {
 		t.Errorf("admin writing their apps' settings: %v", err)
@@ -228,6 +241,10 @@ func TestAdminsRunTheirCoopButNotItsIsolation(t *testing.T) {
 	mustGet(t, "coop-rbac-a", "app", appSecret)
 	appSecret.StringData = map[string]string{"k": "changed"}
 	forbidden["changing a Secret that is not the settings"] = as.Update(ctx, appSecret)
+	forbidden["reading another coop's Cooperative"] = as.Get(ctx, client.ObjectKey{Name: "rbac-b"}, &v1alpha1.Cooperative{})
+	forbidden["listing every Cooperative"] = as.List(ctx, &v1alpha1.CooperativeList{})
+	forbidden["changing their Cooperative"] = as.Patch(ctx, &v1alpha1.Cooperative{ObjectMeta: metav1.ObjectMeta{Name: "rbac-a"}},
+		client.RawPatch(types.MergePatchType, []byte(`{"spec":{"plan":"other"}}`)))
 	forbidden["reading a Secret of another coop"] = as.Get(ctx, client.ObjectKey{Namespace: "coop-rbac-b", Name: "app"}, &corev1.Secret{})
 	quota := &corev1.ResourceQuota{}
 	mustGet(t, "coop-rbac-a", specs.ResourceQuotaName, quota)

@@ -45,7 +45,51 @@ func AdminRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
 		rule("networking.k8s.io", readVerbs, "networkpolicies", "ingresses"),
 		rule("discovery.k8s.io", readVerbs, "endpointslices"),
 		rule("events.k8s.io", readVerbs, "events"),
+		// A coop's admins bring their own backups back (docs/backups.md).
+		rule(v1alpha1.GroupVersion.Group, []string{"get", "list", "watch", "create", "delete"}, "restores"),
 	}
+}
+
+// MemberRoleName names the ClusterRole, and its ClusterRoleBinding, that let
+// a coop's admins read their Cooperative.
+func MemberRoleName(coop *v1alpha1.Cooperative) string {
+	return "cooperator:cooperative:" + coop.Name
+}
+
+// MemberRules let a coop's admins read their own Cooperative, where its
+// status says where its data lives and what its apps and backups are, and
+// every Plan and Blueprint: what each plan costs and what the catalog offers
+// are open to all members.
+func MemberRules(coop *v1alpha1.Cooperative) []*rbacv1ac.PolicyRuleApplyConfiguration {
+	group := v1alpha1.GroupVersion.Group
+	return []*rbacv1ac.PolicyRuleApplyConfiguration{
+		rbacv1ac.PolicyRule().WithAPIGroups(group).WithResources("cooperatives").
+			WithResourceNames(coop.Name).WithVerbs("get", "watch"),
+		rbacv1ac.PolicyRule().WithAPIGroups(group).WithResources("plans", "blueprints").WithVerbs(readVerbs...),
+	}
+}
+
+// MemberRole is the ClusterRole of MemberRules.
+func MemberRole(coop *v1alpha1.Cooperative) *rbacv1ac.ClusterRoleApplyConfiguration {
+	return rbacv1ac.ClusterRole(MemberRoleName(coop)).
+		WithLabels(Labels(coop)).
+		WithOwnerReferences(OwnerReference(coop)).
+		WithRules(MemberRules(coop)...)
+}
+
+// MemberRoleBinding binds spec.admins to the member ClusterRole.
+func MemberRoleBinding(coop *v1alpha1.Cooperative) *rbacv1ac.ClusterRoleBindingApplyConfiguration {
+	rb := rbacv1ac.ClusterRoleBinding(MemberRoleName(coop)).
+		WithLabels(Labels(coop)).
+		WithOwnerReferences(OwnerReference(coop)).
+		WithRoleRef(rbacv1ac.RoleRef().
+			WithAPIGroup("rbac.authorization.k8s.io").
+			WithKind("ClusterRole").
+			WithName(MemberRoleName(coop)))
+	for _, s := range adminSubjects(coop) {
+		rb.WithSubjects(s)
+	}
+	return rb
 }
 
 // AdminRole is the Role of the coop's admins in its namespace.
@@ -65,15 +109,24 @@ func AdminRoleBinding(coop *v1alpha1.Cooperative) *rbacv1ac.RoleBindingApplyConf
 			WithAPIGroup("rbac.authorization.k8s.io").
 			WithKind("Role").
 			WithName(AdminRoleName))
+	for _, s := range adminSubjects(coop) {
+		rb.WithSubjects(s)
+	}
+	return rb
+}
+
+// adminSubjects are spec.admins as RBAC subjects.
+func adminSubjects(coop *v1alpha1.Cooperative) []*rbacv1ac.SubjectApplyConfiguration {
+	var subjects []*rbacv1ac.SubjectApplyConfiguration
 	for _, a := range coop.Spec.Admins {
 		kind := string(a.Kind)
 		if kind == "" {
 			kind = string(v1alpha1.SubjectKindUser)
 		}
-		rb.WithSubjects(rbacv1ac.Subject().
+		subjects = append(subjects, rbacv1ac.Subject().
 			WithAPIGroup("rbac.authorization.k8s.io").
 			WithKind(kind).
 			WithName(a.Name))
 	}
-	return rb
+	return subjects
 }
