@@ -49,9 +49,18 @@ func (r *CooperativeReconciler) reconcileApps(ctx context.Context, s *scope) (ct
 			fmt.Sprintf("The coop runs %d apps; plan %s allows %d", len(coop.Spec.Apps), s.plan.Name, max))
 		return ctrl.Result{}, reconcile.TerminalError(errAppInvalid)
 	}
+	// A running Restore holds the apps at zero, as if they hibernated, so
+	// that nothing writes the databases while they are restored.
+	restore, err := activeRestore(ctx, r.Client, coop)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	statuses := make([]v1alpha1.AppStatus, 0, len(coop.Spec.Apps))
 	var first *appProblem
 	for _, app := range coop.Spec.Apps {
+		if restore != nil {
+			app.Hibernate = true
+		}
 		st, problem, err := r.reconcileApp(ctx, s, app)
 		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("app %s: %w", app.Name, err)
@@ -66,6 +75,9 @@ func (r *CooperativeReconciler) reconcileApps(ctx context.Context, s *scope) (ct
 		return ctrl.Result{}, err
 	}
 	switch {
+	case restore != nil && (first == nil || !first.terminal):
+		setCondition(coop, v1alpha1.AppsReadyCondition, metav1.ConditionFalse, v1alpha1.AppsRestoringReason,
+			fmt.Sprintf("Restore %s is restoring a backup: the apps are scaled to zero until it ends", restore.Name))
 	case first != nil:
 		setCondition(coop, v1alpha1.AppsReadyCondition, metav1.ConditionFalse, first.reason, first.message)
 		if first.terminal {

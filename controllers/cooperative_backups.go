@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path"
@@ -79,17 +80,46 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 		return ctrl.Result{}, nil
 	}
 
+	recipients := ""
+	if name := coop.Spec.Backup.RecipientsSecret; name != "" {
+		var problem string
+		var err error
+		recipients, problem, err = readKey(ctx, r.APIReader, coop.NamespaceName(), name, specs.RecipientsKey, func(text string) error {
+			_, err := backup.ParseRecipients(text)
+			return err
+		})
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if problem != "" {
+			// The schedule stays as it was: a backup the coop cannot
+			// encrypt yet is better than none.
+			not(v1alpha1.RecipientsInvalidReason, "spec.backup.recipientsSecret: %s; the coop's backups are not encrypted to its keys", problem)
+			return ctrl.Result{RequeueAfter: time.Minute}, nil
+		}
+	}
 	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{},
-		specs.BackupPasswordSecret(coop, r.Options.OperatorNamespace, s.connection.Password), corev1ac.ExtractSecret); err != nil {
+		specs.BackupPasswordSecret(coop, r.Options.OperatorNamespace, s.connection.Password, recipients), corev1ac.ExtractSecret); err != nil {
 		return ctrl.Result{}, fmt.Errorf("while applying the backup's database Secret: %w", err)
 	}
 	target := specs.BackupTarget{
 		Host: s.connection.Host, Port: s.connection.Port, User: s.connection.User, SSLMode: s.connection.SSLMode,
 		Databases: []string{db.Name}, Store: store.Spec, StoreSecret: store.Spec.CredentialsSecretRef.Name,
 		Schedule: s.plan.Spec.Backup.Schedule, Retention: s.plan.Spec.Backup.Retention,
+		Encrypted: recipients != "",
 	}
 	for _, app := range db.Apps {
 		target.Databases = append(target.Databases, app.Name)
+	}
+	vols, skipped, err := appVolumes(ctx, r.Client, coop)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.scheduleVolumeSenders(ctx, coop, target.Schedule, vols); err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, v := range vols {
+		target.RemoteVolumes = append(target.RemoteVolumes, v.Claims...)
 	}
 	cronJob := specs.BackupCronJob(coop, target, r.Options)
 	if _, err := ssa.Apply(ctx, r.Client, &batchv1.CronJob{}, cronJob, batchv1ac.ExtractCronJob); err != nil {
@@ -104,11 +134,18 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	drills, err := r.reconcileDrills(ctx, s, target, store)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	if missing != "" {
 		not(v1alpha1.BackupMissingReason, "%s", missing)
-		return ctrl.Result{}, nil
+		return drills, nil
 	}
-	due := metrics.BackupDue(coop)
+	due, err := metrics.BackupDue(coop, *cronJob.Spec.Schedule)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	wait := time.Until(due)
 	if wait <= 0 {
 		since := "the coop was created"
@@ -121,12 +158,19 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 		}
 		// A backup Job that succeeds wakes the coop.
 		not(v1alpha1.BackupStaleReason, "%s", msg)
-		return ctrl.Result{}, nil
+		return drills, nil
 	}
-	setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsScheduledReason,
-		fmt.Sprintf("Backups of the coop's databases run at %q (UTC) to BackupStore %s", *cronJob.Spec.Schedule, name))
-	// Look again when the next backup is due.
-	return ctrl.Result{RequeueAfter: wait}, nil
+	what := "the coop's databases"
+	if n := len(target.RemoteVolumes); n > 0 {
+		what = fmt.Sprintf("the coop's databases and %d volumes", n)
+	}
+	msg := fmt.Sprintf("Backups of %s run at %q (UTC) to BackupStore %s", what, *cronJob.Spec.Schedule, name)
+	if len(skipped) > 0 {
+		msg += fmt.Sprintf("; volumes %s are not backed up: a volume's name must be a DNS label", strings.Join(skipped, ", "))
+	}
+	setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsScheduledReason, msg)
+	// Look again when the next backup is due, or sooner while a drill runs.
+	return ctrl.Result{RequeueAfter: min(wait, cmp.Or(drills.RequeueAfter, wait))}, nil
 }
 
 // observeLastBackup reads the coop's newest backup from the store once
@@ -176,14 +220,21 @@ func (r *CooperativeReconciler) observeLastBackup(ctx context.Context, coop *v1a
 	return "", nil
 }
 
-// unscheduleBackups removes the backup CronJob and its Secret of a coop
-// whose plan no longer asks for backups. Backups already taken stay.
+// unscheduleBackups removes the backup and drill CronJobs and the Secret
+// of a coop whose plan no longer asks for backups. Backups already taken
+// stay.
 func (r *CooperativeReconciler) unscheduleBackups(ctx context.Context, coop *v1alpha1.Cooperative) error {
+	if err := r.unscheduleDrills(ctx, coop, "The operator takes no backups of the coop, so it has none to drill"); err != nil {
+		return err
+	}
 	key := metav1.ObjectMeta{Namespace: r.Options.OperatorNamespace, Name: specs.BackupName(coop)}
 	if key.Namespace == "" {
 		return nil
 	}
 	if err := r.deleteIfPresent(ctx, &batchv1.CronJob{ObjectMeta: key}); err != nil {
+		return err
+	}
+	if err := r.removeVolumeSenders(ctx, coop, nil); err != nil {
 		return err
 	}
 	return r.deleteIfPresent(ctx, &corev1.Secret{ObjectMeta: key})

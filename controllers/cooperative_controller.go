@@ -197,6 +197,7 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&rbacv1.ClusterRole{}).
 		Owns(&rbacv1.ClusterRoleBinding{}).
 		Owns(&corev1.Secret{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
 		Owns(&networkingv1.Ingress{}).
 		Owns(&batchv1.CronJob{}).
 		Owns(workload("Deployment")).
@@ -211,6 +212,8 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, readyChanged{}))).
 		Watches(&v1alpha1.BackupStore{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesOfStore),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, readyChanged{}))).
+		// A Restore that starts or stops holding the coop's apps at zero.
+		Watches(&v1alpha1.Restore{}, handler.EnqueueRequestsFromMapFunc(coopOfRestore), builder.WithPredicates(restoreHoldChanged{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			// A server that is down is tried again with backoff, at most

@@ -150,6 +150,9 @@ func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.
 		if _, err := ssa.ApplyUnstructured(ctx, r.Client, obj); err != nil {
 			return ctrl.Result{}, fmt.Errorf("while starting the final backup: %w", err)
 		}
+		if err := r.startFinalSenders(ctx, coop); err != nil {
+			return ctrl.Result{}, err
+		}
 		ctrl.LoggerFrom(ctx).Info("Taking the final backup before the databases are dropped", "job", name)
 		return taking()
 	}

@@ -235,12 +235,24 @@ func TestAdminsRunTheirCoopButNotItsIsolation(t *testing.T) {
 	if err := as.Update(ctx, settings); err != nil {
 		t.Errorf("admin changing their apps' settings: %v", err)
 	}
+	recipients := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: specs.BackupRecipientsSecretName, Namespace: "coop-rbac-a"}, StringData: map[string]string{"recipients": "age1old"}}
+	if err := as.Create(ctx, recipients); err != nil {
+		t.Errorf("admin writing their backups' recipients: %v", err)
+	}
+	recipients.StringData = map[string]string{"recipients": "age1new"}
+	if err := as.Update(ctx, recipients); err != nil {
+		t.Errorf("admin changing their backups' recipients: %v", err)
+	}
+	if err := as.Create(ctx, &v1alpha1.Restore{ObjectMeta: metav1.ObjectMeta{Name: "mine", Namespace: "coop-rbac-a"}}); err != nil {
+		t.Errorf("admin asking for a Restore of their coop: %v", err)
+	}
 
 	forbidden := map[string]error{}
 	appSecret := &corev1.Secret{}
 	mustGet(t, "coop-rbac-a", "app", appSecret)
 	appSecret.StringData = map[string]string{"k": "changed"}
 	forbidden["changing a Secret that is not the settings"] = as.Update(ctx, appSecret)
+	forbidden["asking for a Restore in another coop"] = as.Create(ctx, &v1alpha1.Restore{ObjectMeta: metav1.ObjectMeta{Name: "theirs", Namespace: "coop-rbac-b"}})
 	forbidden["reading another coop's Cooperative"] = as.Get(ctx, client.ObjectKey{Name: "rbac-b"}, &v1alpha1.Cooperative{})
 	forbidden["listing every Cooperative"] = as.List(ctx, &v1alpha1.CooperativeList{})
 	forbidden["changing their Cooperative"] = as.Patch(ctx, &v1alpha1.Cooperative{ObjectMeta: metav1.ObjectMeta{Name: "rbac-a"}},

@@ -17,6 +17,7 @@ import (
 
 // partConditions are the conditions that Ready summarises, in the order the
 // phases set them: the first that is not True explains why the coop is not ready.
+// RestoreVerified is not one of them (see cooperative_drills.go).
 var partConditions = []string{
 	v1alpha1.NamespaceReadyCondition,
 	v1alpha1.DatabaseReadyCondition,
@@ -104,6 +105,14 @@ func (r *CooperativeReconciler) recordTransition(before, after *v1alpha1.Coopera
 	old := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ReadyCondition)
 	now := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ReadyCondition)
 	if now == nil || (old != nil && old.Status == now.Status && old.Reason == now.Reason) {
+		return
+	}
+	// A new coop on its way records nothing: its status says so, and an
+	// event would cost a write per coop that tells nobody anything.
+	// Failures are recorded from the first pass on.
+	failed := meta.IsStatusConditionTrue(after.Status.Conditions, v1alpha1.StalledCondition) ||
+		now.Reason == v1alpha1.ReconcileErrorReason || now.Reason == v1alpha1.PlanNotFoundReason
+	if old == nil && now.Status != metav1.ConditionTrue && !failed {
 		return
 	}
 	eventType := corev1.EventTypeWarning

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -53,6 +54,9 @@ type Config struct {
 	MaxConcurrentReconciles int
 	// Webhooks serves the admission webhooks from the manager's webhook server.
 	Webhooks bool
+	// WebhookCerts, when set, has the operator make and rotate the webhook
+	// server's certificate.
+	WebhookCerts *webhook.Certs
 }
 
 // CacheOptions keep only the operator's own children in memory: a cluster
@@ -69,9 +73,23 @@ func CacheOptions(cfg Config) cache.Options {
 			&v1alpha1.Cooperative{}: everything, &v1alpha1.Plan{}: everything,
 			&v1alpha1.DatabaseServer{}: everything, &v1alpha1.Blueprint{}: everything,
 			&v1alpha1.DomainClaim{}: everything, &v1alpha1.BackupStore{}: everything,
+			&v1alpha1.Restore{}: everything,
 		},
-		DefaultTransform: ssa.StripForeignManagedFields,
+		DefaultTransform: stripManagedFields,
 	}
+}
+
+// stripManagedFields keeps, of typed objects, only the operator's own
+// managedFields entries, which ssa.Apply compares against. Objects read as
+// unstructured (app workloads, CloudNativePG Clusters) are compared by value
+// in ssa.ApplyUnstructured and keep none: re-encoding the kept entries into
+// their maps cost more memory than the objects themselves.
+func stripManagedFields(in any) (any, error) {
+	if u, ok := in.(*unstructured.Unstructured); ok {
+		unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
+		return u, nil
+	}
+	return ssa.StripForeignManagedFields(in)
 }
 
 // ControllerConfig turns controller-runtime's priority queue off: with it,
@@ -127,14 +145,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err := (&BackupStoreReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("while setting up the BackupStore controller: %w", err)
 	}
+	restores := &RestoreReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder("cooperator"), Options: cfg.Specs}
+	if err := restores.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("while setting up the Restore controller: %w", err)
+	}
 	// Per-coop metrics, read from the cache at scrape time.
 	if err := metrics.Register(mgr.GetCache()); err != nil {
 		return fmt.Errorf("while registering the cooperatives' metrics: %w", err)
 	}
 	if cfg.Webhooks {
-		v := &webhook.CooperativeValidator{Reader: mgr.GetClient(), BaseDomain: cfg.Specs.BaseDomain}
-		if err := v.SetupWithManager(mgr); err != nil {
-			return fmt.Errorf("while setting up the Cooperative webhook: %w", err)
+		if err := webhook.Setup(mgr, webhook.Options{BaseDomain: cfg.Specs.BaseDomain, Certs: cfg.WebhookCerts}); err != nil {
+			return err
 		}
 	}
 	return nil

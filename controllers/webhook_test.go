@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -19,8 +17,8 @@ import (
 )
 
 // serveWebhooks runs the operator with its webhook server on loopback and
-// installs the generated ValidatingWebhookConfiguration, pointed at it, so
-// the real API server calls the real webhook.
+// installs the generated webhook configurations, pointed at it, so the real
+// API server calls the real webhooks.
 func serveWebhooks(t *testing.T) {
 	t.Helper()
 	port, err := testenv.FreePort()
@@ -36,23 +34,7 @@ func serveWebhooks(t *testing.T) {
 		})
 	})
 
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := readYAML(filepath.Join(root, "config", "webhook", "manifests.yaml"), vwc); err != nil {
-		t.Fatal(err)
-	}
-	vwc.Name = "cooperator-test"
-	for i := range vwc.Webhooks {
-		w := &vwc.Webhooks[i]
-		w.ClientConfig.URL = ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", port, *w.ClientConfig.Service.Path))
-		w.ClientConfig.Service = nil
-		w.ClientConfig.CABundle = env.CABundle
-	}
-	create(t, vwc)
-	t.Cleanup(func() { _ = adminClient.Delete(context.Background(), vwc) })
+	installWebhooks(t, "cooperator-test", fmt.Sprintf("https://127.0.0.1:%d", port), env.CABundle)
 }
 
 func TestWebhookRefusesDomainsTheCoopCannotHave(t *testing.T) {
@@ -92,11 +74,15 @@ func TestWebhookRefusesDomainsTheCoopCannotHave(t *testing.T) {
 		t.Error("the refused coop exists")
 	}
 
-	// The holder itself, and the coop's own part of the platform's domain, pass.
+	// The holder itself, and the coop's own part of the platform's domain,
+	// pass; domains are stored as DNS compares them.
 	ok := newCoop("holder", "any")
-	ok.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "shop", Blueprint: "web", Version: "1.0", Domains: []string{"taken.example.org", "www.holder.coops.test"}}}
+	ok.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "shop", Blueprint: "web", Version: "1.0", Domains: []string{"Taken.Example.ORG.", "www.holder.coops.test"}}}
 	if err := adminClient.Create(ctx, ok); err != nil {
 		t.Fatalf("the holder was refused: %v", err)
+	}
+	if got := ok.Spec.Apps[0].Domains[0]; got != "taken.example.org" {
+		t.Errorf("stored domain %q, want taken.example.org", got)
 	}
 	_ = adminClient.Delete(ctx, ok)
 

@@ -22,6 +22,10 @@ const (
 	// BackupsReadyCondition is True when the coop's backups are scheduled to
 	// a store that answers, or when its plan asks for none (the message says so).
 	BackupsReadyCondition = "BackupsReady"
+	// RestoreVerifiedCondition is True when the coop's newest restore drill
+	// restored its backup and found the recorded row counts, or when no
+	// drills are asked for (the reason says so). It is not part of Ready.
+	RestoreVerifiedCondition = "RestoreVerified"
 )
 
 // Reasons of the Cooperative conditions.
@@ -116,7 +120,7 @@ const (
 	BackupsNotRequestedReason = "NotRequested"
 	// FinalBackupFailedReason: the backup taken before a coop's databases are dropped failed; they are kept.
 	FinalBackupFailedReason = "FinalBackupFailed"
-	// BackupStaleReason: the coop's last backup is older than its schedule allows, or it has none a day after it was created.
+	// BackupStaleReason: no backup came by the second run of the plan's schedule (plus an hour) after the coop's last backup, or after it was created.
 	BackupStaleReason = "BackupStale"
 	// BackupMissingReason: a backup Job succeeded, but no backup with a manifest is in the store.
 	BackupMissingReason = "BackupMissing"
@@ -130,6 +134,21 @@ const (
 	BucketNotFoundReason = "BucketNotFound"
 	// StoreUnreachableReason: a BackupStore's endpoint does not answer, or refuses its keys; retried.
 	StoreUnreachableReason = "StoreUnreachable"
+	// RecipientsInvalidReason: the Secret named by spec.backup.recipientsSecret is missing, or holds no valid age recipient.
+	RecipientsInvalidReason = "RecipientsInvalid"
+
+	// RestoreVerifiedReason: the newest drill restored the backup it names and found the recorded row counts.
+	RestoreVerifiedReason = "Verified"
+	// ChecksumsVerifiedReason: the coop's backups are encrypted to its own keys: the newest drill found every object whole, and could not restore it.
+	ChecksumsVerifiedReason = "ChecksumsVerified"
+	// DrillFailedReason: the newest drill found the backup damaged, could not restore it, or found other row counts.
+	DrillFailedReason = "DrillFailed"
+	// NoBackupYetReason: the coop has no backup to drill yet.
+	NoBackupYetReason = "NoBackupYet"
+	// DrillPendingReason: the coop has a backup, and its first drill has not run yet.
+	DrillPendingReason = "DrillPending"
+	// DrillsNotRequestedReason: the coop is not backed up, or its plan turns drills off.
+	DrillsNotRequestedReason = "NotRequested"
 
 	// DeletingReason: the coop is being deleted.
 	DeletingReason = "Deleting"
@@ -142,4 +161,38 @@ const (
 	// DatabaseNameTakenReason: a database the coop or one of its apps needs
 	// exists on the server and belongs to another coop's role.
 	DatabaseNameTakenReason = "DatabaseNameTaken"
+)
+
+// The condition of a Restore, and its reasons. Succeeded is Unknown while
+// the Restore runs; the reason is its phase.
+const (
+	// SucceededCondition is True once a Restore has restored its backup,
+	// False once it failed.
+	SucceededCondition = "Succeeded"
+
+	// RestoreRunningReason: the Restore is resolving, verifying, scaling down or restoring.
+	RestoreRunningReason = "Running"
+	// RestoredReason: the backup's databases are restored.
+	RestoredReason = "Restored"
+	// NoCooperativeReason: the Restore's namespace belongs to no coop.
+	NoCooperativeReason = "NoCooperative"
+	// SourceNotFoundReason: spec.source names no Cooperative.
+	SourceNotFoundReason = "SourceNotFound"
+	// CloneNotAllowedReason: the source coop's spec.backup.clonesTo does not list the target.
+	CloneNotAllowedReason = "CloneNotAllowed"
+	// IdentityNeededReason: the backup is encrypted, and spec.identitySecret names no Secret with a valid identity.
+	IdentityNeededReason = "IdentityNeeded"
+	// RestoreUnsupportedReason: the target's database is dedicated, which restores do not support yet.
+	RestoreUnsupportedReason = "Unsupported"
+	// BackupNotFoundReason: the store holds no backup of that id, or none at all.
+	BackupNotFoundReason = "BackupNotFound"
+	// AppNotRunReason: the backup holds the database of an app the target coop does not run.
+	AppNotRunReason = "AppNotRun"
+	// VerifyFailedReason: a stored object of the backup is corrupt or missing; nothing was touched.
+	VerifyFailedReason = "VerifyFailed"
+	// RestoreFailedReason: the restore Job failed; its message says what was left as it was.
+	RestoreFailedReason = "RestoreFailed"
+
+	// AppsRestoringReason: a Restore of the coop runs; its apps are scaled to zero until it ends.
+	AppsRestoringReason = "Restoring"
 )

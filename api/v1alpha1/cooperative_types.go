@@ -104,6 +104,26 @@ type CooperativeBackup struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	Store string `json:"store,omitempty"`
+
+	// clonesTo are the coops allowed to restore this coop's backups into
+	// themselves, as clones of it (a Restore in their namespace naming this
+	// coop as its source). Empty: none; a coop's own Restores need no entry.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=58
+	// +listType=set
+	// +optional
+	ClonesTo []string `json:"clonesTo,omitempty"`
+
+	// recipientsSecret names a Secret in the coop's namespace whose key
+	// "recipients" holds age recipients (age1...), one a line: every object
+	// of the coop's backups is encrypted to them. The coop keeps the
+	// matching identities; without one, nobody, the host included, can read
+	// its backups, and drills can check only their checksums. Its admins
+	// may write the Secret named backup-recipients.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	RecipientsSecret string `json:"recipientsSecret,omitempty"`
 }
 
 // CooperativeApp is one catalog app a coop runs.
@@ -208,6 +228,47 @@ type BackupRecord struct {
 	Location string `json:"location"`
 
 	// checkedAt is when the backup Job that the operator last read the store
+	// after finished.
+	CheckedAt metav1.Time `json:"checkedAt"`
+}
+
+// DrillResult is how a restore drill ended.
+// +kubebuilder:validation:Enum=Verified;Failed;ChecksumsVerified
+type DrillResult string
+
+const (
+	// DrillVerified means every database of the backup restored and every table
+	// had the row count its manifest recorded.
+	DrillVerified DrillResult = "Verified"
+	// DrillFailed means the backup did not restore, or its row counts differ.
+	DrillFailed DrillResult = "Failed"
+	// DrillChecksumsVerified means the backup is encrypted to the coop's own
+	// keys, so the drill could only check that every object is whole.
+	DrillChecksumsVerified DrillResult = "ChecksumsVerified"
+)
+
+// DrillRecord is one restore drill of a coop, as its runner recorded it.
+type DrillRecord struct {
+	// backupID is the backup the drill restored; empty when it found none.
+	// +optional
+	BackupID string `json:"backupID,omitempty"`
+
+	// time the drill ran.
+	Time metav1.Time `json:"time"`
+
+	// result is Verified, Failed, or ChecksumsVerified for a backup
+	// encrypted to the coop's own keys.
+	Result DrillResult `json:"result"`
+
+	// message says what the drill found.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// tables is how many tables had their row counts checked.
+	// +optional
+	Tables int32 `json:"tables,omitempty"`
+
+	// checkedAt is when the drill Job that the operator last read the store
 	// after finished.
 	CheckedAt metav1.Time `json:"checkedAt"`
 }
@@ -321,6 +382,12 @@ type CooperativeStatus struct {
 	// lastBackup is the coop's newest backup with a manifest in its store.
 	// +optional
 	LastBackup *BackupRecord `json:"lastBackup,omitempty"`
+
+	// lastVerifiedRestore is the coop's newest restore drill: which backup
+	// it restored into a scratch database, and whether every table had the
+	// row count its manifest recorded.
+	// +optional
+	LastVerifiedRestore *DrillRecord `json:"lastVerifiedRestore,omitempty"`
 
 	// conditions are Ready, a summary, and one condition per part of the coop.
 	// +listType=map

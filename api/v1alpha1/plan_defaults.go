@@ -27,3 +27,30 @@ func (p *PlanSpec) EffectiveContainerDefaults() ContainerDefaults {
 	fill(&d.Limits.Memory, DefaultLimitMemory)
 	return d
 }
+
+// Backup and drill schedules used when a plan sets none: backups daily at
+// 03:00, drills weekly two hours after a backup.
+const (
+	DefaultBackupSchedule = "0 3 * * *"
+	DefaultDrillSchedule  = "0 5 * * 0"
+)
+
+// EffectiveBackupSchedule is the plan's backup schedule, or the default.
+func (b *PlanBackup) EffectiveBackupSchedule() string {
+	if b.Schedule == "" {
+		return DefaultBackupSchedule
+	}
+	return b.Schedule
+}
+
+// EffectiveDrillSchedule is the plan's drill schedule, the default when it
+// names none, or "" when the plan turns drills off.
+func (b *PlanBackup) EffectiveDrillSchedule() string {
+	switch {
+	case b.Drill.Enabled != nil && !*b.Drill.Enabled:
+		return ""
+	case b.Drill.Schedule == "":
+		return DefaultDrillSchedule
+	}
+	return b.Drill.Schedule
+}

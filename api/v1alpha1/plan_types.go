@@ -161,6 +161,30 @@ type PlanBackup struct {
 	// +kubebuilder:default={}
 	// +optional
 	Retention BackupRetention `json:"retention,omitempty"`
+
+	// drill says when the operator proves the coops' backups: it restores
+	// each coop's latest backup into a scratch database and compares every
+	// table's row count with the backup's manifest. On by default, weekly,
+	// whenever backups run.
+	// +kubebuilder:default={}
+	// +optional
+	Drill BackupDrill `json:"drill,omitempty"`
+}
+
+// BackupDrill says when restore drills run.
+type BackupDrill struct {
+	// enabled runs drills; false turns them off. Default: true.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// schedule is a cron expression for drills, in UTC; the operator
+	// spreads coops over the hour it names, as for backups. Default:
+	// Sundays at 05:00, two hours after the default backups.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:default="0 5 * * 0"
+	// +optional
+	Schedule string `json:"schedule,omitempty"`
 }
 
 // BackupRetention is how many daily, weekly and monthly backups are kept.

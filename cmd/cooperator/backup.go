@@ -271,6 +271,10 @@ reached as one user.
 	keepMonthly := fs.Int("keep-monthly", 0, "...and of this many months, and remove the others. All zero: remove nothing.")
 	partMiB := fs.Int("part-size-mib", backup.DefaultPartSize>>20, "Upload part size in MiB (at least 5); memory grows with it.")
 	threads := fs.Int("upload-threads", backup.DefaultThreads, "Parts uploaded at once; memory grows with it.")
+	var remote listFlag
+	fs.Var(&remote, "remote-volume", "A volume that a `cooperator send-volumes` streams to --listen, by name; repeatable. Senders present $VOLUME_TOKEN.")
+	listen := fs.String("listen", ":8080", "Address that receives the --remote-volume streams.")
+	remoteWait := fs.Duration("remote-wait", 30*time.Minute, "How long to wait for each --remote-volume.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -311,11 +315,19 @@ reached as one user.
 	if err != nil {
 		return err
 	}
+	var receiver *backup.Receiver
+	if len(remote) > 0 {
+		if receiver, err = backup.Listen(*listen, os.Getenv("VOLUME_TOKEN"), remote); err != nil {
+			return fmt.Errorf("--remote-volume: %w", err)
+		}
+		defer func() { _ = receiver.Close() }()
+		receiver.Wait = *remoteWait
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	start := time.Now()
 	m, err := c.Backup(ctx, backup.Options{
-		Coop: *coop, Databases: dbs, Volumes: parseVolumes(volumes), Apps: appVersions, Recipients: r,
+		Coop: *coop, Databases: dbs, Volumes: parseVolumes(volumes), Remote: receiver, Apps: appVersions, Recipients: r,
 	})
 	if err != nil {
 		return flagHint(err)
@@ -358,10 +370,14 @@ in each --volume.
 	fs.Var(&dbMap, "db-map", "Restore a database into another one on the server, name-in-backup=target, as for a clone coop; repeatable. The others go into the database of their own name.")
 	fs.Var(&volumes, "volume", "A live data directory to restore, name=path or path; repeatable.")
 	identities := fs.String("identity-file", envOr("AGE_IDENTITY_FILE", ""), "File of age identities (AGE-SECRET-KEY-1...) for an encrypted backup ($AGE_IDENTITY_FILE).")
+	var remote listFlag
+	fs.Var(&remote, "remote-volume", "A volume that a `cooperator receive-volumes` where it is mounted fetches from --listen, by name; repeatable. Receivers present $VOLUME_TOKEN.")
+	listen := fs.String("listen", ":8080", "Address that serves the --remote-volume archives.")
+	remoteWait := fs.Duration("remote-wait", 30*time.Minute, "How long to wait for each step of the volume receiver.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if !*withDB && len(volumes) == 0 {
+	if !*withDB && len(volumes) == 0 && len(remote) == 0 {
 		return errors.New("nothing to restore: --database=false and no --volume")
 	}
 	if !*withDB && (len(dbNames) > 0 || len(dbMap) > 0) {
@@ -386,6 +402,13 @@ in each --volume.
 	if opts.Identities, err = readIdentities(*identities); err != nil {
 		return err
 	}
+	if len(remote) > 0 {
+		if opts.Remote, err = backup.Serve(*listen, os.Getenv("VOLUME_TOKEN"), remote); err != nil {
+			return fmt.Errorf("--remote-volume: %w", err)
+		}
+		defer func() { _ = opts.Remote.Close() }()
+		opts.Remote.Wait = *remoteWait
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	m, err := c.Restore(ctx, opts)
@@ -404,7 +427,8 @@ Checks every object of the backup against its sha256 and, with an
 identity or when it is not encrypted, reads each through. With
 --scratch-db, a drill: restores each database of the backup in turn into
 the scratch database and compares every table's row count with the
-manifest.
+manifest, and records the drill, passed or failed, in the store:
+<prefix>/<coop>/drills/<time>.json.
 `)
 	store := addStoreFlags(fs)
 	srv := addServerFlags(fs)
@@ -425,14 +449,6 @@ manifest.
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	backupID := *id
-	if backupID == "" {
-		m, err := c.Latest(ctx, *coop)
-		if err != nil {
-			return err
-		}
-		backupID = m.ID
-	}
 	var m *backup.Manifest
 	if *scratch != "" {
 		db, err := srv.server()
@@ -440,7 +456,8 @@ manifest.
 			return err
 		}
 		db.Name = *scratch
-		if m, err = c.Drill(ctx, *coop, backupID, db, ids); err != nil {
+		// Passed or failed, the drill is recorded in the store.
+		if m, err = c.RecordedDrill(ctx, *coop, *id, db, ids, time.Now()); err != nil {
 			return flagHint(err)
 		}
 		tables := 0
@@ -449,10 +466,43 @@ manifest.
 		}
 		fmt.Fprintf(os.Stderr, "Backup %s of %s is whole and restores: %d databases, %d tables have the recorded row counts\n", m.ID, m.Coop, len(m.DatabaseObjects()), tables)
 	} else {
+		backupID := *id
+		if backupID == "" {
+			latest, err := c.Latest(ctx, *coop)
+			if err != nil {
+				return err
+			}
+			backupID = latest.ID
+		}
 		if m, err = c.Verify(ctx, *coop, backupID, ids); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "Backup %s of %s is whole: %d objects match their checksums\n", m.ID, m.Coop, len(m.Objects))
 	}
 	return printManifest(os.Stdout, m)
+}
+
+// terminationLog is where Kubernetes reads a container's termination
+// message; $TERMINATION_MESSAGE_PATH names another file.
+const terminationLog = "/dev/termination-log"
+
+// writeTerminationMessage leaves the runner's error where the operator
+// reads it from the pod's status. The default file is written only when the
+// kubelet made it: outside a container, /dev is not the runner's to write.
+func writeTerminationMessage(err error) {
+	path, flags := terminationLog, os.O_WRONLY|os.O_TRUNC
+	if p := os.Getenv("TERMINATION_MESSAGE_PATH"); p != "" {
+		path, flags = p, flags|os.O_CREATE
+	}
+	f, ferr := os.OpenFile(path, flags, 0o644)
+	if ferr != nil {
+		return
+	}
+	// Kubernetes keeps at most 4096 bytes of it.
+	msg := err.Error()
+	if len(msg) > 4096 {
+		msg = msg[:4096]
+	}
+	_, _ = f.WriteString(msg)
+	_ = f.Close()
 }

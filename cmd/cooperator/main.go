@@ -4,6 +4,8 @@
 //	backup    back up a coop's databases and volumes to S3
 //	restore   restore a backup, after checking every object
 //	verify    check a backup's objects; with --scratch-db, a restore drill
+//	send-volumes  stream volumes to a running backup from where they are mounted
+//	receive-volumes  bring volumes back from a running restore where they are mounted
 package main
 
 import (
@@ -18,6 +20,10 @@ Commands:
   backup    back up a coop's databases and volumes to S3
   restore   restore a backup, after checking every object
   verify    check a backup's objects; with --scratch-db, a restore drill
+  send-volumes
+            stream volumes to a running backup from where they are mounted
+  receive-volumes
+            bring volumes back from a running restore where they are mounted
 
 'cooperator <command> -h' lists a command's flags.
 `
@@ -38,6 +44,10 @@ func main() {
 		err = runRestore(args)
 	case "verify":
 		err = runVerify(args)
+	case "send-volumes":
+		err = runSendVolumes(args)
+	case "receive-volumes":
+		err = runReceiveVolumes(args)
 	case "help":
 		fmt.Print(usage)
 	default:
@@ -45,6 +55,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cooperator:", err)
+		writeTerminationMessage(err)
 		os.Exit(1)
 	}
 }

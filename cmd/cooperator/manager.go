@@ -12,11 +12,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"cooperator.dev/cooperator/controllers"
 	"cooperator.dev/cooperator/internal/dns"
 	"cooperator.dev/cooperator/internal/specs"
+	"cooperator.dev/cooperator/internal/webhook"
 )
 
 func runManager(args []string) error {
@@ -37,13 +38,18 @@ func runManager(args []string) error {
 		wildcardTLS   = fs.Bool("wildcard-tls", false, "Apps get the hostname <app>-<coop>.<base-domain>, served under one *.<base-domain> certificate held by the ingress controller or Gateway; only custom domains get certificates of their own.")
 		dnsResolver   = fs.String("dns-resolver", "", "host:port of the DNS resolver that checks custom domains' TXT records; default: the first of /etc/resolv.conf.")
 		recheck       = fs.Duration("domain-recheck-interval", 10*time.Minute, "How often verified custom domains are checked again.")
-		qps           = fs.Int("kube-api-qps", 100, "Requests per second the operator may send to the API server.")
-		burst         = fs.Int("kube-api-burst", 200, "Requests the operator may send at once above kube-api-qps.")
-		concurrency   = fs.Int("max-concurrent-reconciles", 4, "How many cooperatives are reconciled at once.")
+		qps           = fs.Int("kube-api-qps", 500, "Requests per second the operator may send to the API server.")
+		burst         = fs.Int("kube-api-burst", 1000, "Requests the operator may send at once above kube-api-qps.")
+		concurrency   = fs.Int("max-concurrent-reconciles", 16, "How many cooperatives are reconciled at once.")
+		pprofAddr     = fs.String("pprof-bind-address", "", "Address of Go's pprof endpoints (/debug/pprof/), for profiling; empty turns them off.")
 		namespace     = fs.String("namespace", os.Getenv("POD_NAMESPACE"), "The operator's namespace, where coops' backups run ($POD_NAMESPACE).")
 		runnerImage   = fs.String("runner-image", os.Getenv("RUNNER_IMAGE"), "Image of the backup runner: the operator's own image ($RUNNER_IMAGE).")
 		webhookPort   = fs.Int("webhook-port", 0, "Port of the admission webhooks' HTTPS server; 0 serves no webhooks.")
 		webhookCerts  = fs.String("webhook-cert-dir", "", "Folder holding tls.crt and tls.key of the webhook server; default: controller-runtime's.")
+		certSecret    = fs.String("webhook-cert-secret", "", "Secret in the operator's namespace, mounted at --webhook-cert-dir, in which the operator makes and rotates a self-signed CA and the webhook server's certificate; empty: another party (cert-manager) writes the certificate.")
+		certDNSNames  = fs.String("webhook-dns-names", "", "Comma-separated DNS names of the webhook server's certificate, with --webhook-cert-secret; the first is the one the API server dials, <service>.<namespace>.svc.")
+		validatingWH  = fs.String("webhook-validating-configuration", "cooperator-validating", "ValidatingWebhookConfiguration whose caBundle the operator keeps, with --webhook-cert-secret.")
+		mutatingWH    = fs.String("webhook-mutating-configuration", "cooperator-mutating", "MutatingWebhookConfiguration whose caBundle the operator keeps, with --webhook-cert-secret.")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -70,7 +76,10 @@ func runManager(args []string) error {
 		return fmt.Errorf("while loading the kubeconfig: %w", err)
 	}
 	// Set on purpose: client-go's defaults (5 and 10) throttle a
-	// thousand coops; the API server's priority and fairness protects it.
+	// thousand coops, and so did 100: a coop costs about 18 writes, and
+	// at 100 per second a thousand coops waited three minutes on the
+	// client alone (docs/performance.md, Scale). The API server's priority
+	// and fairness protects it; this limit only caps a runaway loop.
 	cfg.QPS, cfg.Burst = float32(*qps), *burst
 	resolver := *dnsResolver
 	if resolver == "" {
@@ -115,6 +124,13 @@ func runManager(args []string) error {
 		MaxConcurrentReconciles: *concurrency,
 		Webhooks:                *webhookPort != 0,
 	}
+	if *certSecret != "" {
+		if *webhookPort == 0 || *webhookCerts == "" || *namespace == "" || *certDNSNames == "" {
+			return fmt.Errorf("--webhook-cert-secret: needs --webhook-port, --webhook-cert-dir (where the Secret is mounted), --namespace and --webhook-dns-names")
+		}
+		config.WebhookCerts = &webhook.Certs{Namespace: *namespace, Secret: *certSecret, CertDir: *webhookCerts,
+			DNSNames: strings.Split(*certDNSNames, ","), Validating: *validatingWH, Mutating: *mutatingWH}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  controllers.Scheme,
 		Cache:                   controllers.CacheOptions(config),
@@ -122,10 +138,11 @@ func runManager(args []string) error {
 		Controller:              controllers.ControllerConfig(),
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
+		PprofBindAddress:        *pprofAddr,
 		LeaderElection:          *leaderElect,
 		LeaderElectionID:        "cooperator.dev",
 		LeaderElectionNamespace: *leaderNS,
-		WebhookServer:           webhook.NewServer(webhook.Options{Port: *webhookPort, CertDir: *webhookCerts}),
+		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Port: *webhookPort, CertDir: *webhookCerts}),
 	})
 	if err != nil {
 		return fmt.Errorf("while creating the manager: %w", err)

@@ -21,6 +21,9 @@ type Options struct {
 	// object, named after it; at least one.
 	Databases []Database
 	Volumes   []Volume
+	// Remote receives the volumes a sender streams from where they are
+	// mounted; nil means none.
+	Remote *Receiver
 	// Apps are the app versions that wrote the data, for the manifest.
 	Apps map[string]string
 	// Recipients encrypt every object; none means not encrypted.
@@ -59,6 +62,13 @@ func (o Options) Validate() error {
 			return fmt.Errorf("volume name %q is given twice", v.Name)
 		}
 		seen[v.Name] = true
+	}
+	if o.Remote != nil {
+		for name := range o.Remote.expected {
+			if seen[name] {
+				return fmt.Errorf("volume name %q is given both as a local and as a remote volume", name)
+			}
+		}
 	}
 	return nil
 }
@@ -127,6 +137,27 @@ func (c *Client) backup(ctx context.Context, id string, at time.Time, opts Optio
 		}
 		obj.Name, obj.Kind, obj.Volume = name, KindVolume, v.Name
 		m.Objects = append(m.Objects, obj)
+	}
+
+	// Remote volumes in the order they arrive: a sender sends its volumes
+	// one after another, and several senders may be waiting.
+	if opts.Remote != nil {
+		for left := len(opts.Remote.expected); left > 0; left-- {
+			in, err := opts.Remote.next(ctx, left)
+			if err != nil {
+				return nil, err
+			}
+			name := volumeObject(in.name, encrypted)
+			obj, err := c.upload(ctx, c.key(opts.Coop, id, name), opts.Recipients, func(w io.Writer) error {
+				return copyTar(w, in.body)
+			})
+			in.done <- err
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", in.name, err)
+			}
+			obj.Name, obj.Kind, obj.Volume = name, KindVolume, in.name
+			m.Objects = append(m.Objects, obj)
+		}
 	}
 
 	data, err := json.MarshalIndent(m, "", "  ")

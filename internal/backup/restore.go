@@ -137,6 +137,9 @@ type RestoreOptions struct {
 	Rename map[string]string
 	// Volumes are the live directories to restore, by volume name.
 	Volumes []Volume
+	// Remote hands volumes to a receiver where they are mounted; nil
+	// means none.
+	Remote *VolumeServer
 	// Identities decrypt an encrypted backup.
 	Identities []age.Identity
 }
@@ -213,7 +216,15 @@ func (opts RestoreOptions) targets(m *Manifest) ([]restoreTarget, error) {
 // one transaction of its own and each volume by unpacking it next to the
 // live files and swapping it in. A backup that fails verification is
 // refused before anything is touched.
-func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
+func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (_ *Manifest, err error) {
+	if opts.Remote != nil {
+		// Unless told to swap them in, the receiver leaves every volume.
+		defer func() {
+			if err != nil {
+				opts.Remote.decide(err)
+			}
+		}()
+	}
 	if err := validateCoop(opts.Coop); err != nil {
 		return nil, err
 	}
@@ -253,6 +264,13 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, e
 			return nil, fmt.Errorf("backup %s has no volume %q", id, v.Name)
 		}
 	}
+	if opts.Remote != nil {
+		for name := range opts.Remote.expected {
+			if _, ok := m.VolumeObject(name); !ok {
+				return nil, fmt.Errorf("backup %s has no volume %q", id, name)
+			}
+		}
+	}
 	if _, err := c.Verify(ctx, opts.Coop, id, opts.Identities); err != nil {
 		return nil, err
 	}
@@ -286,6 +304,17 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, e
 			return nil, fmt.Errorf("restore of backup %s failed, nothing was changed: volume %s: %w", id, v.Name, err)
 		}
 	}
+	if opts.Remote != nil {
+		if err := opts.Remote.stage(ctx, id, func(name string, w io.Writer) error {
+			o, _ := m.VolumeObject(name)
+			return c.readObject(ctx, m, o, opts.Identities, func(r io.Reader) error {
+				_, err := io.Copy(w, r)
+				return err
+			})
+		}); err != nil {
+			return nil, fmt.Errorf("restore of backup %s failed, nothing was changed: %w", id, err)
+		}
+	}
 	var restored []string
 	for _, t := range targets {
 		if err := c.readObject(ctx, m, t.object, opts.Identities, func(r io.Reader) error {
@@ -300,6 +329,9 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, e
 		}
 		restored = append(restored, t.String())
 	}
+	if opts.Remote != nil {
+		opts.Remote.decide(nil)
+	}
 	for i, v := range opts.Volumes {
 		previous := filepath.Join(v.Path, previousPrefix+id)
 		_ = os.RemoveAll(previous)
@@ -308,6 +340,11 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*Manifest, e
 		}
 		if err := os.RemoveAll(previous); err != nil {
 			return nil, fmt.Errorf("restore of backup %s: volume %s is restored, but its previous files remain in %s: %w", id, v.Name, previous, err)
+		}
+	}
+	if opts.Remote != nil {
+		if err := opts.Remote.swapped(ctx); err != nil {
+			return nil, fmt.Errorf("restore of backup %s: the databases are restored, but %w", id, err)
 		}
 	}
 	return m, nil

@@ -23,8 +23,8 @@ type Volume struct {
 
 // Validate refuses a volume that cannot be backed up, naming the field.
 func (v Volume) Validate() error {
-	if !coopName.MatchString(v.Name) {
-		return fmt.Errorf("volume name %q must be a DNS label: lower-case letters, digits and '-'", v.Name)
+	if err := v.validateName(); err != nil {
+		return err
 	}
 	if v.Path == "" {
 		return fmt.Errorf("volume %s: path is required", v.Name)
@@ -35,6 +35,13 @@ func (v Volume) Validate() error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("volume %s: %s is not a directory", v.Name, v.Path)
+	}
+	return nil
+}
+
+func (v Volume) validateName() error {
+	if !coopName.MatchString(v.Name) {
+		return fmt.Errorf("volume name %q must be a DNS label: lower-case letters, digits and '-'", v.Name)
 	}
 	return nil
 }

@@ -1,5 +1,6 @@
 // Package metrics exports each cooperative's state to Prometheus: whether it
-// is ready, how old its last backup is, and how much of its quota it uses.
+// is ready, how old its last backup is, how its last restore drill went,
+// and how much of its quota it uses.
 // The values are read at scrape time from the operator's cache, so a scrape
 // sends no request to the API server.
 package metrics
@@ -7,10 +8,12 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/robfig/cron/v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,13 +25,9 @@ import (
 	"cooperator.dev/cooperator/internal/specs"
 )
 
-// Backups are taken once a day: a coop's last backup is stale past this age,
-// which leaves two hours for a backup to run late.
-const (
-	StaleAfter = 26 * time.Hour
-	// FirstBackupWithin is how long a new coop may go without any backup.
-	FirstBackupWithin = 24 * time.Hour
-)
+// BackupGrace is how long after a scheduled run its backup may still come:
+// the runner's expected duration, with room to start late.
+const BackupGrace = time.Hour
 
 // scrapeTimeout bounds the reads of one scrape from the cache.
 const scrapeTimeout = 10 * time.Second
@@ -48,13 +47,18 @@ const (
 	LastBackupTimeMetric = "cooperator_cooperative_last_backup_timestamp_seconds"
 	LastBackupSizeMetric = "cooperator_cooperative_last_backup_size_bytes"
 	BackupStaleMetric    = "cooperator_cooperative_backup_stale"
-	QuotaMetric          = "cooperator_cooperative_quota"
-	QuotaUsedMetric      = "cooperator_cooperative_quota_used"
-	ScrapeErrorMetric    = "cooperator_cooperative_metrics_scrape_error"
+	// LastVerifiedRestoreMetric and DrillFailedMetric say how the coop's
+	// newest restore drill went.
+	LastVerifiedRestoreMetric = "cooperator_cooperative_last_verified_restore_timestamp_seconds"
+	DrillFailedMetric         = "cooperator_cooperative_restore_drill_failed"
+	QuotaMetric               = "cooperator_cooperative_quota"
+	QuotaUsedMetric           = "cooperator_cooperative_quota_used"
+	ScrapeErrorMetric         = "cooperator_cooperative_metrics_scrape_error"
 )
 
 // Names lists every metric the collector exports.
-var Names = []string{ReadyMetric, ConditionMetric, LastBackupTimeMetric, LastBackupSizeMetric, BackupStaleMetric, QuotaMetric, QuotaUsedMetric, ScrapeErrorMetric}
+var Names = []string{ReadyMetric, ConditionMetric, LastBackupTimeMetric, LastBackupSizeMetric, BackupStaleMetric,
+	LastVerifiedRestoreMetric, DrillFailedMetric, QuotaMetric, QuotaUsedMetric, ScrapeErrorMetric}
 
 var (
 	readyDesc = prometheus.NewDesc(ReadyMetric,
@@ -70,7 +74,13 @@ var (
 		"Size of the cooperative's newest backup in its store; absent before its first backup.",
 		[]string{"cooperative"}, nil)
 	backupStaleDesc = prometheus.NewDesc(BackupStaleMetric,
-		"1 when the cooperative is backed up to a store and its last backup is older than 26 hours, or it has none and is older than a day; else 0.",
+		"1 when the cooperative is backed up to a store and no backup came by the second run of its plan's schedule after its last backup (or its creation), plus an hour; else 0.",
+		[]string{"cooperative", "plan"}, nil)
+	lastVerifiedRestoreDesc = prometheus.NewDesc(LastVerifiedRestoreMetric,
+		"When the cooperative's newest restore drill ran, passed or failed (see cooperator_cooperative_restore_drill_failed), in seconds since the epoch; absent before its first drill.",
+		[]string{"cooperative"}, nil)
+	drillFailedDesc = prometheus.NewDesc(DrillFailedMetric,
+		"1 when the cooperative's newest restore drill failed: its backup is damaged, does not restore, or has other row counts than recorded; else 0.",
 		[]string{"cooperative", "plan"}, nil)
 	quotaDesc = prometheus.NewDesc(QuotaMetric,
 		"The cooperative's quota from its plan: cpu in cores, memory and storage in bytes, pods.",
@@ -103,7 +113,7 @@ var _ prometheus.Collector = &Collector{}
 // Describe sends the descriptions of every metric the collector exports.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{readyDesc, conditionDesc, lastBackupTimeDesc, lastBackupSizeDesc,
-		backupStaleDesc, quotaDesc, quotaUsedDesc, scrapeErrorDesc} {
+		backupStaleDesc, lastVerifiedRestoreDesc, drillFailedDesc, quotaDesc, quotaUsedDesc, scrapeErrorDesc} {
 		ch <- d
 	}
 }
@@ -170,9 +180,19 @@ func Metrics(coop *v1alpha1.Cooperative, plan *v1alpha1.Plan, used corev1.Resour
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
 		return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	// Without its plan, a coop keeps the default schedule's rule.
+	schedule := v1alpha1.DefaultBackupSchedule
+	if plan != nil {
+		schedule = plan.Spec.Backup.EffectiveBackupSchedule()
+	}
+	drill := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.RestoreVerifiedCondition)
 	out := []prometheus.Metric{
 		gauge(readyDesc, boolValue(meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.ReadyCondition)), name, planName),
-		gauge(backupStaleDesc, boolValue(BackupStale(coop, now)), name, planName),
+		gauge(backupStaleDesc, boolValue(BackupStale(coop, specs.BackupSchedule(coop, schedule), now)), name, planName),
+		gauge(drillFailedDesc, boolValue(drill != nil && drill.Reason == v1alpha1.DrillFailedReason), name, planName),
+	}
+	if last := coop.Status.LastVerifiedRestore; last != nil {
+		out = append(out, gauge(lastVerifiedRestoreDesc, float64(last.Time.UnixMilli())/1000, name))
 	}
 	for _, cond := range coop.Status.Conditions {
 		out = append(out, gauge(conditionDesc, boolValue(cond.Status == metav1.ConditionTrue), name, cond.Type))
@@ -202,25 +222,43 @@ func Metrics(coop *v1alpha1.Cooperative, plan *v1alpha1.Plan, used corev1.Resour
 var sortedResources = []string{ResourceCPU, ResourceMemory, ResourceStorage, ResourcePods}
 
 // BackupStale says whether a coop that should be backed up has gone too
-// long without a backup: its last backup is older than StaleAfter, or it
-// has none and was created more than FirstBackupWithin ago. A store that is
-// missing or down makes no backups: its coops go stale too. A coop that is
-// not to be backed up (no store, a dedicated database) is never stale.
-func BackupStale(coop *v1alpha1.Cooperative, now time.Time) bool {
+// long without a backup, by the schedule its backups run on (see
+// BackupDue). A store that is missing or down makes no backups: its coops
+// go stale too, as do those of a schedule that does not parse, which runs
+// none. A coop that is not to be backed up (no store, a dedicated
+// database) is never stale.
+func BackupStale(coop *v1alpha1.Cooperative, schedule string, now time.Time) bool {
 	c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.BackupsReadyCondition)
 	if c == nil || c.Reason == v1alpha1.BackupsNotRequestedReason || c.Reason == v1alpha1.BackupsUnsupportedReason {
 		return false
 	}
-	return now.After(BackupDue(coop))
+	due, err := BackupDue(coop, schedule)
+	return err != nil || now.After(due)
 }
 
-// BackupDue is when a coop's next backup is due at the latest: StaleAfter
-// after its last one, or FirstBackupWithin after it was created.
-func BackupDue(coop *v1alpha1.Cooperative) time.Time {
-	if last := coop.Status.LastBackup; last != nil {
-		return last.Time.Add(StaleAfter)
+// BackupDue is when a coop's next backup is due at the latest: by the
+// second run of schedule (a cron expression in UTC, as its CronJob runs
+// it) after its last backup, or after it was created, plus BackupGrace.
+// The second, because the first may come a moment after a backup taken
+// by hand or after the coop was created, and one run that fails is
+// retried by the next: two runs missed in a row are stale.
+func BackupDue(coop *v1alpha1.Cooperative, schedule string) (time.Time, error) {
+	sched, err := cron.ParseStandard(schedule)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("backup schedule %q: %w", schedule, err)
 	}
-	return coop.CreationTimestamp.Add(FirstBackupWithin)
+	if spec, ok := sched.(*cron.SpecSchedule); ok {
+		spec.Location = time.UTC
+	}
+	from := coop.CreationTimestamp.Time
+	if last := coop.Status.LastBackup; last != nil {
+		from = last.Time.Time
+	}
+	next := sched.Next(sched.Next(from))
+	if next.IsZero() {
+		return time.Time{}, fmt.Errorf("backup schedule %q never runs", schedule)
+	}
+	return next.Add(BackupGrace), nil
 }
 
 // Quota is the quota a plan gives each of its coops, by resource label:

@@ -52,26 +52,32 @@ func lastBackup(at time.Time, size int64) func(*v1alpha1.Cooperative) {
 }
 
 func TestBackupStale(t *testing.T) {
-	old := now.Add(-48 * time.Hour)
+	// Daily at 03:00; now is 12:00 on the 30th.
+	const daily = "0 3 * * *"
+	old := now.Add(-72 * time.Hour)
 	for name, tc := range map[string]struct {
-		coop *v1alpha1.Cooperative
-		want bool
+		coop     *v1alpha1.Cooperative
+		schedule string
+		want     bool
 	}{
-		"backup of an hour ago":                {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-time.Hour), 1)), false},
-		"backup of 25 hours ago: a late run":   {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-25*time.Hour), 1)), false},
-		"backup of 27 hours ago":               {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-27*time.Hour), 1)), true},
-		"backup missing from the store, old":   {coop(old, backups(v1alpha1.BackupMissingReason), lastBackup(now.Add(-30*time.Hour), 1)), true},
-		"new coop without a backup yet":        {coop(now.Add(-time.Hour), backups(v1alpha1.BackupsScheduledReason)), false},
-		"day-old coop without any backup":      {coop(now.Add(-25*time.Hour), backups(v1alpha1.BackupsScheduledReason)), true},
-		"day-old coop whose backup is missing": {coop(now.Add(-25*time.Hour), backups(v1alpha1.BackupMissingReason)), true},
-		"no backup store":                      {coop(old, backups(v1alpha1.BackupsNotRequestedReason)), false},
-		"dedicated database":                   {coop(old, backups(v1alpha1.BackupsUnsupportedReason)), false},
-		"store down, no backup for two days":   {coop(old, backups(v1alpha1.BackupStoreNotReadyReason)), true},
-		"store gone, last backup an hour ago":  {coop(old, backups(v1alpha1.BackupStoreNotFoundReason), lastBackup(now.Add(-time.Hour), 1)), false},
-		"no BackupsReady condition yet":        {coop(old), false},
+		"backup of an hour ago":                       {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-time.Hour), 1)), daily, false},
+		"one run missed since the last backup":        {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-33*time.Hour), 1)), daily, false},
+		"two runs missed since the last backup":       {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-34*time.Hour), 1)), daily, true},
+		"two hourly runs missed":                      {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-4*time.Hour), 1)), "0 * * * *", true},
+		"weekly, backup of four days ago":             {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-96*time.Hour), 1)), "0 3 * * 0", false},
+		"backup missing from the store, old":          {coop(old, backups(v1alpha1.BackupMissingReason), lastBackup(now.Add(-60*time.Hour), 1)), daily, true},
+		"new coop without a backup yet":               {coop(now.Add(-time.Hour), backups(v1alpha1.BackupsScheduledReason)), daily, false},
+		"coop without a backup since two runs":        {coop(now.Add(-34*time.Hour), backups(v1alpha1.BackupsScheduledReason)), daily, true},
+		"coop whose backup is missing since two runs": {coop(now.Add(-34*time.Hour), backups(v1alpha1.BackupMissingReason)), daily, true},
+		"no backup store":                             {coop(old, backups(v1alpha1.BackupsNotRequestedReason)), daily, false},
+		"dedicated database":                          {coop(old, backups(v1alpha1.BackupsUnsupportedReason)), daily, false},
+		"store down, no backup for three days":        {coop(old, backups(v1alpha1.BackupStoreNotReadyReason)), daily, true},
+		"store gone, last backup an hour ago":         {coop(old, backups(v1alpha1.BackupStoreNotFoundReason), lastBackup(now.Add(-time.Hour), 1)), daily, false},
+		"a schedule that does not parse runs none":    {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-time.Hour), 1)), "daily", true},
+		"no BackupsReady condition yet":               {coop(old), daily, false},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if got := BackupStale(tc.coop, now); got != tc.want {
+			if got := BackupStale(tc.coop, tc.schedule, now); got != tc.want {
 				t.Errorf("BackupStale = %v, want %v", got, tc.want)
 			}
 		})
@@ -161,12 +167,16 @@ func TestMetrics(t *testing.T) {
 	plan := &v1alpha1.Plan{ObjectMeta: metav1.ObjectMeta{Name: "seed"}, Spec: v1alpha1.PlanSpec{Quota: v1alpha1.PlanQuota{
 		CPU: resource.MustParse("2"), Memory: resource.MustParse("1Gi"), Storage: resource.MustParse("5Gi"), Pods: 10,
 	}}}
-	taken := now.Add(-30 * time.Hour)
+	// Two runs of the default schedule, 03:00 spread over the hour, missed.
+	taken := now.Add(-60 * time.Hour)
 	c := coop(now.Add(-72*time.Hour),
 		condition(v1alpha1.ReadyCondition, v1alpha1.ReadyReason, metav1.ConditionTrue),
 		condition(v1alpha1.AppsReadyCondition, v1alpha1.AppsProgressingReason, metav1.ConditionFalse),
 		backups(v1alpha1.BackupsScheduledReason),
-		lastBackup(taken, 4096))
+		lastBackup(taken, 4096),
+		condition(v1alpha1.RestoreVerifiedCondition, v1alpha1.DrillFailedReason, metav1.ConditionFalse))
+	drilled := now.Add(-5 * time.Hour)
+	c.Status.LastVerifiedRestore = &v1alpha1.DrillRecord{BackupID: "x", Time: metav1.NewTime(drilled), Result: v1alpha1.DrillFailed}
 	quota := &corev1.ResourceQuota{
 		ObjectMeta: metav1.ObjectMeta{Name: "cooperative", Namespace: "coop-velo",
 			Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}},
@@ -182,18 +192,21 @@ func TestMetrics(t *testing.T) {
 
 	got := scrape(t, c, plan, quota, other, foreign)
 	want := map[string]float64{
-		"cooperator_cooperative_ready{cooperative=velo,plan=seed}":                    1,
-		"cooperator_cooperative_condition{cooperative=velo,type=Ready}":               1,
-		"cooperator_cooperative_condition{cooperative=velo,type=AppsReady}":           0,
-		"cooperator_cooperative_condition{cooperative=velo,type=BackupsReady}":        1,
-		"cooperator_cooperative_last_backup_timestamp_seconds{cooperative=velo}":      float64(taken.Unix()),
-		"cooperator_cooperative_last_backup_size_bytes{cooperative=velo}":             4096,
-		"cooperator_cooperative_backup_stale{cooperative=velo,plan=seed}":             1,
-		"cooperator_cooperative_quota{cooperative=velo,plan=seed,resource=cpu}":       2,
-		"cooperator_cooperative_quota{cooperative=velo,plan=seed,resource=memory}":    1 << 30,
-		"cooperator_cooperative_quota{cooperative=velo,plan=seed,resource=storage}":   5 << 30,
-		"cooperator_cooperative_quota{cooperative=velo,plan=seed,resource=pods}":      10,
-		"cooperator_cooperative_quota_used{cooperative=velo,plan=seed,resource=pods}": 4,
+		"cooperator_cooperative_ready{cooperative=velo,plan=seed}":                         1,
+		"cooperator_cooperative_condition{cooperative=velo,type=Ready}":                    1,
+		"cooperator_cooperative_condition{cooperative=velo,type=AppsReady}":                0,
+		"cooperator_cooperative_condition{cooperative=velo,type=BackupsReady}":             1,
+		"cooperator_cooperative_last_backup_timestamp_seconds{cooperative=velo}":           float64(taken.Unix()),
+		"cooperator_cooperative_last_backup_size_bytes{cooperative=velo}":                  4096,
+		"cooperator_cooperative_backup_stale{cooperative=velo,plan=seed}":                  1,
+		"cooperator_cooperative_condition{cooperative=velo,type=RestoreVerified}":          0,
+		"cooperator_cooperative_restore_drill_failed{cooperative=velo,plan=seed}":          1,
+		"cooperator_cooperative_last_verified_restore_timestamp_seconds{cooperative=velo}": float64(drilled.Unix()),
+		"cooperator_cooperative_quota{cooperative=velo,plan=seed,resource=cpu}":            2,
+		"cooperator_cooperative_quota{cooperative=velo,plan=seed,resource=memory}":         1 << 30,
+		"cooperator_cooperative_quota{cooperative=velo,plan=seed,resource=storage}":        5 << 30,
+		"cooperator_cooperative_quota{cooperative=velo,plan=seed,resource=pods}":           10,
+		"cooperator_cooperative_quota_used{cooperative=velo,plan=seed,resource=pods}":      4,
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
@@ -208,8 +221,9 @@ func TestMetrics(t *testing.T) {
 	// is not counted: not ready, and nothing invented.
 	got = scrape(t, coop(now))
 	want = map[string]float64{
-		"cooperator_cooperative_ready{cooperative=velo,plan=seed}":        0,
-		"cooperator_cooperative_backup_stale{cooperative=velo,plan=seed}": 0,
+		"cooperator_cooperative_ready{cooperative=velo,plan=seed}":                0,
+		"cooperator_cooperative_backup_stale{cooperative=velo,plan=seed}":         0,
+		"cooperator_cooperative_restore_drill_failed{cooperative=velo,plan=seed}": 0,
 	}
 	if len(got) != len(want) {
 		t.Errorf("a new coop without a plan: want %v, got %v", want, got)
@@ -258,15 +272,34 @@ func TestCollectReportsAFailedRead(t *testing.T) {
 }
 
 func TestBackupDue(t *testing.T) {
-	created := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	c := &v1alpha1.Cooperative{}
-	c.CreationTimestamp = metav1.NewTime(created)
-	if got := BackupDue(c); !got.Equal(created.Add(FirstBackupWithin)) {
-		t.Errorf("no backup yet: due %s, want a day after creation", got)
+	created := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC) // a Sunday
+	at := func(day, hour, minute int) time.Time { return time.Date(2026, 11, day, hour, minute, 0, 0, time.UTC) }
+	for name, tc := range map[string]struct {
+		schedule string
+		last     time.Time // zero: no backup yet
+		want     time.Time
+	}{
+		"daily, no backup yet":          {"17 3 * * *", time.Time{}, at(3, 4, 17)},
+		"daily, after a backup":         {"17 3 * * *", at(10, 3, 17).Add(40 * time.Second), at(12, 4, 17)},
+		"daily, backup taken by hand":   {"17 3 * * *", at(10, 3, 0), at(11, 4, 17)},
+		"hourly, no backup yet":         {"5 * * * *", time.Time{}, at(1, 14, 5)},
+		"hourly, after a backup":        {"5 * * * *", at(10, 7, 5).Add(3 * time.Second), at(10, 10, 5)},
+		"weekly on Sundays, no backup":  {"0 2 * * 0", time.Time{}, at(15, 3, 0)},
+		"weekly on Sundays, a backup":   {"0 2 * * 0", at(8, 2, 0).Add(time.Minute), at(22, 3, 0)},
+		"every six hours, after backup": {"30 */6 * * *", at(10, 12, 31), at(11, 1, 30)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := coop(created)
+			if !tc.last.IsZero() {
+				c.Status.LastBackup = &v1alpha1.BackupRecord{ID: "x", Time: metav1.NewTime(tc.last)}
+			}
+			got, err := BackupDue(c, tc.schedule)
+			if err != nil || !got.Equal(tc.want) {
+				t.Errorf("BackupDue = %s (%v), want %s", got, err, tc.want)
+			}
+		})
 	}
-	last := created.Add(72 * time.Hour)
-	c.Status.LastBackup = &v1alpha1.BackupRecord{ID: "x", Time: metav1.NewTime(last)}
-	if got := BackupDue(c); !got.Equal(last.Add(StaleAfter)) {
-		t.Errorf("after a backup: due %s, want %s after it", got, StaleAfter)
+	if _, err := BackupDue(coop(created), "every day"); err == nil || !strings.Contains(err.Error(), `backup schedule "every day"`) {
+		t.Errorf("a schedule that does not parse: error %v, want one naming it", err)
 	}
 }

@@ -24,7 +24,12 @@ var ErrOwnedElsewhere = errors.New("the database exists and another role owns it
 // PostgreSQL keeps is cut and ends with '_' and 8 hex digits of the full
 // name's SHA-256, so it stays the same for the same coop and app.
 func AppDatabaseName(coopDatabase, app string) string {
-	name := coopDatabase + "_" + strings.ReplaceAll(app, "-", "_")
+	return fitIdentifier(coopDatabase + "_" + strings.ReplaceAll(app, "-", "_"))
+}
+
+// fitIdentifier cuts a name longer than PostgreSQL keeps, ending it with
+// '_' and 8 hex digits of the full name's SHA-256.
+func fitIdentifier(name string) string {
 	if len(name) <= MaxIdentifierLength {
 		return name
 	}

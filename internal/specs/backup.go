@@ -10,7 +10,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	batchv1ac "k8s.io/client-go/applyconfigurations/batch/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 
@@ -21,8 +20,18 @@ import (
 // database password, both in the operator's namespace. CronJob names are at
 // most 52 characters; a longer coop name is cut and a hash keeps it apart.
 func BackupName(coop *v1alpha1.Cooperative) string {
+	return cronJobName("backup-", coop)
+}
+
+// DrillName names a coop's restore drill CronJob in the operator's
+// namespace, cut as BackupName is.
+func DrillName(coop *v1alpha1.Cooperative) string {
+	return cronJobName("drill-", coop)
+}
+
+func cronJobName(prefix string, coop *v1alpha1.Cooperative) string {
 	const max = 52
-	name := "backup-" + coop.Name
+	name := prefix + coop.Name
 	if len(name) <= max {
 		return name
 	}
@@ -48,12 +57,38 @@ func BackupSchedule(coop *v1alpha1.Cooperative, schedule string) string {
 
 // BackupPasswordSecret holds a copy of the coop's database password in the
 // operator's namespace, for its backup Jobs.
-func BackupPasswordSecret(coop *v1alpha1.Cooperative, namespace, password string) *corev1ac.SecretApplyConfiguration {
+// With recipients, the coop's age recipients ride along: public keys, which
+// the runner encrypts to.
+func BackupPasswordSecret(coop *v1alpha1.Cooperative, namespace, password, recipients string) *corev1ac.SecretApplyConfiguration {
+	data := map[string][]byte{"password": []byte(password)}
+	if recipients != "" {
+		data[RecipientsKey] = []byte(recipients)
+	}
 	return corev1ac.Secret(BackupName(coop), namespace).
 		WithLabels(Labels(coop)).
 		WithOwnerReferences(OwnerReference(coop)).
 		WithType(corev1.SecretTypeOpaque).
-		WithData(map[string][]byte{"password": []byte(password)})
+		WithData(data)
+}
+
+// Keys of age recipients and identities, in the coop's Secrets and the
+// operator's copies, and where the runner finds them.
+const (
+	RecipientsKey = "recipients"
+	IdentityKey   = "identity"
+	// BackupRecipientsSecretName is the Secret a coop's admins may write
+	// their recipients into.
+	BackupRecipientsSecretName = "backup-recipients"
+	keysMount                  = "/keys"
+)
+
+// mountKey mounts one key of a Secret as a file under /keys and returns
+// the file's path.
+func mountKey(pod *corev1ac.PodSpecApplyConfiguration, secret, key string) string {
+	pod.WithVolumes(corev1ac.Volume().WithName("keys").WithSecret(corev1ac.SecretVolumeSource().
+		WithSecretName(secret).WithItems(corev1ac.KeyToPath().WithKey(key).WithPath(key)).WithDefaultMode(0o400)))
+	pod.Containers[0].WithVolumeMounts(corev1ac.VolumeMount().WithName("keys").WithMountPath(keysMount).WithReadOnly(true))
+	return keysMount + "/" + key
 }
 
 // BackupTarget is what one coop's backup reads and where it writes.
@@ -71,6 +106,11 @@ type BackupTarget struct {
 	StoreSecret string
 	Schedule    string
 	Retention   v1alpha1.BackupRetention
+	// RemoteVolumes are the claims that the coop's senders stream to the
+	// runner, by name.
+	RemoteVolumes []string
+	// Encrypted: the backup Secret holds the coop's recipients.
+	Encrypted bool
 }
 
 // BackupCronJob runs `cooperator backup` for a coop on its schedule, in the
@@ -89,38 +129,28 @@ func BackupCronJob(coop *v1alpha1.Cooperative, t BackupTarget, opts Options) *ba
 		fmt.Sprintf("--keep-daily=%d", t.Retention.Daily), fmt.Sprintf("--keep-weekly=%d", t.Retention.Weekly),
 		fmt.Sprintf("--keep-monthly=%d", t.Retention.Monthly),
 	)
-	secretEnv := func(name, secret, key string) *corev1ac.EnvVarApplyConfiguration {
-		return corev1ac.EnvVar().WithName(name).WithValueFrom(corev1ac.EnvVarSource().
-			WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(secret).WithKey(key)))
+	env := append([]*corev1ac.EnvVarApplyConfiguration{secretEnv("PGPASSWORD", BackupName(coop), "password")}, storeKeyEnv(t.StoreSecret)...)
+	podLabels := Labels(coop)
+	if len(t.RemoteVolumes) > 0 {
+		args = append(args, fmt.Sprintf("--listen=:%d", VolumesPort))
+		for _, v := range t.RemoteVolumes {
+			args = append(args, "--remote-volume="+v)
+		}
+		env = append(env, secretEnv("VOLUME_TOKEN", VolumeTokenSecretOfRunner(coop), VolumeTokenKey))
+		podLabels[BackupRunnerLabel] = coop.Name
+		podLabels[RunnerLabel] = "backup"
 	}
-	container := corev1ac.Container().
-		WithName("backup").
-		WithImage(opts.RunnerImage).
-		WithArgs(args...).
-		WithEnv(
-			secretEnv("PGPASSWORD", BackupName(coop), "password"),
-			secretEnv("AWS_ACCESS_KEY_ID", t.StoreSecret, "accessKeyID"),
-			secretEnv("AWS_SECRET_ACCESS_KEY", t.StoreSecret, "secretAccessKey"),
-		).
-		WithResources(corev1ac.ResourceRequirements().
-			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")}).
-			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")})).
-		WithSecurityContext(corev1ac.SecurityContext().
-			WithAllowPrivilegeEscalation(false).
-			WithReadOnlyRootFilesystem(true).
-			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")))
-	pod := corev1ac.PodSpec().
-		WithRestartPolicy(corev1.RestartPolicyNever).
-		WithAutomountServiceAccountToken(false).
-		WithSecurityContext(corev1ac.PodSecurityContext().
-			WithRunAsNonRoot(true).
-			WithRunAsUser(65532).
-			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
-		WithContainers(container)
+	pod := runnerPod(opts, "backup", args, env...)
+	if t.Encrypted {
+		pod.Containers[0].WithArgs("--recipients-file=" + mountKey(pod, BackupName(coop), RecipientsKey))
+	}
+	if len(t.RemoteVolumes) > 0 {
+		pod.Containers[0].WithPorts(corev1ac.ContainerPort().WithName("volumes").WithContainerPort(VolumesPort))
+	}
 	job := batchv1ac.JobSpec().
 		WithBackoffLimit(2).
 		WithActiveDeadlineSeconds(6 * 3600).
-		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(Labels(coop)).WithSpec(pod))
+		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(podLabels).WithSpec(pod))
 	return batchv1ac.CronJob(BackupName(coop), opts.OperatorNamespace).
 		WithLabels(Labels(coop)).
 		WithOwnerReferences(OwnerReference(coop)).

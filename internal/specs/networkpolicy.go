@@ -30,8 +30,8 @@ const namespaceNameLabel = "kubernetes.io/metadata.name"
 
 // NetworkPolicies isolate the coop: everything is denied, then the coop's own
 // pods may talk to each other, resolve names, be reached from the ingress
-// controller and reach the database servers. Nothing opens a path to
-// another coop.
+// controller, reach the database servers and send their volumes to their
+// own backup runner. Nothing opens a path to another coop.
 func NetworkPolicies(coop *v1alpha1.Cooperative, opts Options) []*networkingv1ac.NetworkPolicyApplyConfiguration {
 	both := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
 	all := metav1ac.LabelSelector()
@@ -49,7 +49,7 @@ func NetworkPolicies(coop *v1alpha1.Cooperative, opts Options) []*networkingv1ac
 		dbPeers = append(dbPeers, networkingv1ac.NetworkPolicyPeer().WithIPBlock(networkingv1ac.IPBlock().WithCIDR(cidr)))
 	}
 
-	return []*networkingv1ac.NetworkPolicyApplyConfiguration{
+	policies := []*networkingv1ac.NetworkPolicyApplyConfiguration{
 		networkPolicy(coop, DenyAllPolicy, networkingv1ac.NetworkPolicySpec().
 			WithPodSelector(all).
 			WithPolicyTypes(both...)),
@@ -76,6 +76,10 @@ func NetworkPolicies(coop *v1alpha1.Cooperative, opts Options) []*networkingv1ac
 				WithTo(dbPeers...).
 				WithPorts(port(corev1.ProtocolTCP, 5432)))),
 	}
+	if opts.OperatorNamespace != "" {
+		policies = append(policies, backupRunnerPolicy(coop, opts))
+	}
+	return policies
 }
 
 func networkPolicy(coop *v1alpha1.Cooperative, name string, spec *networkingv1ac.NetworkPolicySpecApplyConfiguration) *networkingv1ac.NetworkPolicyApplyConfiguration {

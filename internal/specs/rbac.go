@@ -36,7 +36,7 @@ func AdminRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
 		// Secret it writes itself. RBAC cannot limit create to one name;
 		// any other Secret it makes is read by nothing of the operator's.
 		rule("", []string{"create"}, "secrets"),
-		rule("", []string{"update", "patch", "delete"}, "secrets").WithResourceNames(SettingsSecretName),
+		rule("", []string{"update", "patch", "delete"}, "secrets").WithResourceNames(SettingsSecretName, BackupRecipientsSecretName),
 		rule("", []string{"create"}, "pods/exec", "pods/portforward"),
 		rule("apps", operateVerbs, "deployments", "statefulsets", "deployments/scale", "statefulsets/scale"),
 		rule("apps", readVerbs, "replicasets"),

@@ -136,6 +136,23 @@ func TestNetworkPoliciesDenyByDefaultAndOpenOnlyWhatIsNeeded(t *testing.T) {
 	if len(db.To) != 2 || *db.To[1].IPBlock.CIDR != "10.9.0.0/16" || db.Ports[0].Port.IntValue() != 5432 {
 		t.Errorf("database egress = %+v", db)
 	}
+
+	if _, ok := byName[AllowToBackupRunner]; ok {
+		t.Errorf("without the operator's namespace, no path to a backup runner is opened")
+	}
+
+	// With it, the coop's pods reach their own backup runner, and only it.
+	opts.OperatorNamespace = "cooperator-system"
+	policies = NetworkPolicies(testCoop(), opts)
+	runner := policies[len(policies)-1]
+	if *runner.Name != AllowToBackupRunner {
+		t.Fatalf("last policy is %s, want %s", *runner.Name, AllowToBackupRunner)
+	}
+	to := runner.Spec.Egress[0].To[0]
+	if to.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "cooperator-system" ||
+		to.PodSelector.MatchLabels[BackupRunnerLabel] != "bakers" || runner.Spec.Egress[0].Ports[0].Port.IntValue() != VolumesPort {
+		t.Errorf("backup runner egress = %+v", runner.Spec.Egress[0])
+	}
 }
 
 func TestAdminsCannotChangeWhatIsolatesThem(t *testing.T) {

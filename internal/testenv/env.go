@@ -69,6 +69,11 @@ type Env struct {
 // hack/kwok): tests use it to watch a run-once command fail.
 const FailingImage = "cooperator.test/fails:always"
 
+// HeldImage is an image whose Job pods stay Running on the fake nodes (see
+// hack/kwok): a test runs the pod's command itself, then sets the pod's
+// end as a kubelet would.
+const HeldImage = "cooperator.test/held:forever"
+
 // NodeAnnotation marks the nodes kwok manages.
 const NodeAnnotation = "kwok.x-k8s.io/node"
 
@@ -155,7 +160,8 @@ func (e *Env) start(ctx context.Context, opts Options) error {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file="+p.SAPub,
 		"--service-account-signing-key-file="+p.SAKey,
-		"--service-cluster-ip-range=10.0.0.0/24",
+		// Room for a Service per tenant of a few thousand (make bench).
+		"--service-cluster-ip-range=10.0.0.0/20",
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",

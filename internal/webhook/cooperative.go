@@ -18,6 +18,7 @@ import (
 	"cooperator.dev/cooperator/internal/specs"
 )
 
+// +kubebuilder:webhook:path=/mutate-cooperator-dev-v1alpha1-cooperative,mutating=true,failurePolicy=fail,sideEffects=None,groups=cooperator.dev,resources=cooperatives,verbs=create;update,versions=v1alpha1,name=mcooperative.cooperator.dev,admissionReviewVersions=v1
 // +kubebuilder:webhook:path=/validate-cooperator-dev-v1alpha1-cooperative,mutating=false,failurePolicy=fail,sideEffects=None,groups=cooperator.dev,resources=cooperatives,verbs=create;update,versions=v1alpha1,name=vcooperative.cooperator.dev,admissionReviewVersions=v1
 
 // CooperativeValidator refuses custom domains that the coop cannot have:
@@ -25,6 +26,9 @@ import (
 // base domain outside the coop's own part of it. The DomainClaims stay the
 // rule (two coops asking at the same moment both pass here, and one gets
 // the claim); this check tells a coop at once, instead of on its status.
+// Its defaulter only normalizes domains: deletionPolicy and admins[].kind
+// are the schema's defaults, and the database mode follows the plan on
+// purpose.
 type CooperativeValidator struct {
 	// Reader reads DomainClaims, from the manager's cache.
 	Reader client.Reader
@@ -34,7 +38,19 @@ type CooperativeValidator struct {
 
 // SetupWithManager serves the webhook from the manager's webhook server.
 func (v *CooperativeValidator) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Cooperative{}).WithValidator(v).Complete()
+	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Cooperative{}).WithDefaulter(v).WithValidator(v).Complete()
+}
+
+// Default writes custom domains as DNS compares them: lower case, without
+// a final dot. Mutating webhooks run before the schema's rules, so
+// "Shop.Example.org." is stored as "shop.example.org" instead of refused.
+func (v *CooperativeValidator) Default(_ context.Context, coop *v1alpha1.Cooperative) error {
+	for i := range coop.Spec.Apps {
+		for j, d := range coop.Spec.Apps[i].Domains {
+			coop.Spec.Apps[i].Domains[j] = strings.TrimSuffix(strings.ToLower(d), ".")
+		}
+	}
+	return nil
 }
 
 // ValidateCreate checks a new coop.

@@ -36,7 +36,13 @@ func valuesFile(t *testing.T, values map[string]any) string {
 // render runs helm template with the given values.
 func render(t *testing.T, values map[string]any) ([]*unstructured.Unstructured, error) {
 	t.Helper()
-	out, err := helm("template", "coop", chart, "--namespace", "cooperator-system", "-f", valuesFile(t, values))
+	return renderRelease(t, "coop", values)
+}
+
+// renderRelease runs helm template for a release of that name.
+func renderRelease(t *testing.T, release string, values map[string]any) ([]*unstructured.Unstructured, error) {
+	t.Helper()
+	out, err := helm("template", release, chart, "--namespace", "cooperator-system", "-f", valuesFile(t, values))
 	if err != nil {
 		return nil, err
 	}
@@ -71,9 +77,10 @@ func checkRestricted(t *testing.T, tpl corev1.PodTemplateSpec) {
 
 func TestHelmLint(t *testing.T) {
 	for name, values := range map[string]map[string]any{
-		"defaults": {},
-		"webhooks": {"webhook": map[string]any{"enabled": true}},
-		"metrics":  {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}, "dashboard": map[string]any{"enabled": true}}},
+		"defaults":     {},
+		"no webhooks":  {"webhook": map[string]any{"enabled": false}},
+		"cert-manager": {"webhook": map[string]any{"certManager": map[string]any{"enabled": true}}},
+		"metrics":      {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}, "dashboard": map[string]any{"enabled": true}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, err := helm("lint", "--strict", chart, "-f", valuesFile(t, values))
@@ -100,13 +107,18 @@ func TestHelmTemplateDefaults(t *testing.T) {
 	if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 		t.Errorf("want liveness and readiness probes, got %v and %v", c.LivenessProbe, c.ReadinessProbe)
 	}
-	for _, kind := range []string{"Service", "ValidatingWebhookConfiguration", "Certificate", "Issuer"} {
+	// Webhooks are on by default, with the operator's own certificate.
+	for _, kind := range []string{"Certificate", "Issuer"} {
 		for _, o := range objs {
-			if o.GetKind() == kind && o.GetName() != "coop-cooperator-metrics" {
-				t.Errorf("webhooks are off by default, yet the chart renders %s %s", kind, o.GetName())
+			if o.GetKind() == kind {
+				t.Errorf("cert-manager is off by default, yet the chart renders %s %s", kind, o.GetName())
 			}
 		}
 	}
+	find(t, objs, "ValidatingWebhookConfiguration")
+	find(t, objs, "MutatingWebhookConfiguration")
+	findNamed(t, objs, "Service", "coop-cooperator-webhook")
+	findNamed(t, objs, "Secret", "coop-cooperator-webhook-tls")
 	findNamed(t, objs, "Service", "coop-cooperator-metrics")
 	for _, kind := range []string{"ServiceMonitor", "ConfigMap"} {
 		for _, o := range objs {
@@ -115,9 +127,25 @@ func TestHelmTemplateDefaults(t *testing.T) {
 			}
 		}
 	}
+	for _, want := range []string{"--webhook-port=9443", "--webhook-cert-secret=coop-cooperator-webhook-tls"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("webhooks are on by default: want the manager's args to hold %s, got %v", want, c.Args)
+		}
+	}
+
+	off, err := render(t, map[string]any{"webhook": map[string]any{"enabled": false}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range off {
+		if strings.Contains(o.GetKind(), "Webhook") || strings.Contains(o.GetName(), "webhook") {
+			t.Errorf("webhook.enabled=false, yet the chart renders %s %s", o.GetKind(), o.GetName())
+		}
+	}
+	_, c = deployment(t, off)
 	for _, arg := range c.Args {
-		if strings.HasPrefix(arg, "--webhook-port") {
-			t.Errorf("webhooks are off by default, yet the manager gets %s", arg)
+		if strings.HasPrefix(arg, "--webhook-") {
+			t.Errorf("webhook.enabled=false, yet the manager gets %s", arg)
 		}
 	}
 }
@@ -173,9 +201,9 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 	}{
 		"wildcard TLS without base domain": {map[string]any{"wildcardTLS": true}, "wildcardTLS needs baseDomain"},
 		"gateway not namespace/name":       {map[string]any{"gateway": "public"}, "not namespace/name"},
-		"webhook without any certificate": {
-			map[string]any{"webhook": map[string]any{"enabled": true, "certManager": map[string]any{"enabled": false}}},
-			"webhook.secretName is required",
+		"a caBundle of one's own": {
+			map[string]any{"webhook": map[string]any{"caBundle": "Q0E="}},
+			"webhook.caBundle is no longer read",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -188,7 +216,7 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 }
 
 func TestHelmTemplateWebhooks(t *testing.T) {
-	objs, err := render(t, map[string]any{"webhook": map[string]any{"enabled": true, "port": 9443}})
+	objs, err := render(t, map[string]any{"webhook": map[string]any{"enabled": true, "port": 9443, "certManager": map[string]any{"enabled": true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +231,22 @@ func TestHelmTemplateWebhooks(t *testing.T) {
 	cert := find(t, objs, "Certificate")
 	find(t, objs, "Issuer")
 
-	if got, want := config.Annotations["cert-manager.io/inject-ca-from"], "cooperator-system/"+cert.GetName(); got != want {
-		t.Errorf("want the webhook configuration annotated cert-manager.io/inject-ca-from=%s, got %q", want, got)
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	into(t, find(t, objs, "MutatingWebhookConfiguration"), mutating)
+	for _, annotations := range []map[string]string{config.Annotations, mutating.Annotations} {
+		if got, want := annotations["cert-manager.io/inject-ca-from"], "cooperator-system/"+cert.GetName(); got != want {
+			t.Errorf("want the webhook configurations annotated cert-manager.io/inject-ca-from=%s, got %q", want, got)
+		}
+	}
+	for _, arg := range c.Args {
+		if strings.HasPrefix(arg, "--webhook-cert-secret") {
+			t.Errorf("cert-manager writes the certificate, yet the manager gets %s", arg)
+		}
+	}
+	for _, o := range objs {
+		if o.GetKind() == "Secret" || o.GetName() == "coop-cooperator-webhook-certs" {
+			t.Errorf("cert-manager writes the certificate, yet the chart renders %s %s", o.GetKind(), o.GetName())
+		}
 	}
 	if len(config.Webhooks) == 0 {
 		t.Fatal("the webhook configuration has no webhooks")
@@ -230,11 +272,11 @@ func TestHelmTemplateWebhooks(t *testing.T) {
 	checkRestricted(t, d.Spec.Template)
 }
 
+// TestHelmTemplateWebhooksWithoutCertManager: the operator makes the
+// certificate in the Secret the pod mounts, and may write only the
+// chart's two webhook configurations.
 func TestHelmTemplateWebhooksWithoutCertManager(t *testing.T) {
-	objs, err := render(t, map[string]any{"webhook": map[string]any{
-		"enabled": true, "certManager": map[string]any{"enabled": false},
-		"secretName": "webhook-tls", "caBundle": "Q0E=",
-	}})
+	objs, err := render(t, map[string]any{"webhook": map[string]any{"enabled": true, "certManager": map[string]any{"enabled": false}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,12 +285,64 @@ func TestHelmTemplateWebhooksWithoutCertManager(t *testing.T) {
 			t.Errorf("without cert-manager, want no %s", o.GetKind())
 		}
 	}
-	config := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	into(t, find(t, objs, "ValidatingWebhookConfiguration"), config)
-	for _, w := range config.Webhooks {
-		if string(w.ClientConfig.CABundle) != "CA" {
-			t.Errorf("webhook %s: want the caBundle from values, got %q", w.Name, w.ClientConfig.CABundle)
+	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	into(t, find(t, objs, "ValidatingWebhookConfiguration"), validating)
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	into(t, find(t, objs, "MutatingWebhookConfiguration"), mutating)
+	for _, w := range validating.Webhooks {
+		if len(w.ClientConfig.CABundle) != 0 {
+			t.Errorf("webhook %s: the operator injects the CA, yet the chart sets a caBundle", w.Name)
 		}
+	}
+	if len(mutating.Webhooks) == 0 || mutating.Webhooks[0].ClientConfig.Service.Name != "coop-cooperator-webhook" {
+		t.Errorf("want the mutating webhooks to call Service coop-cooperator-webhook, got %+v", mutating.Webhooks)
+	}
+
+	d, c := deployment(t, objs)
+	secret := findNamed(t, objs, "Secret", "coop-cooperator-webhook-tls")
+	for _, want := range []string{
+		"--webhook-cert-dir=/etc/cooperator/webhook",
+		"--webhook-cert-secret=" + secret.GetName(),
+		"--webhook-dns-names=coop-cooperator-webhook.cooperator-system.svc,coop-cooperator-webhook.cooperator-system.svc.cluster.local",
+		"--webhook-validating-configuration=" + validating.Name,
+		"--webhook-mutating-configuration=" + mutating.Name,
+	} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("want the manager's args to hold %s, got %v", want, c.Args)
+		}
+	}
+	var mounted bool
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		mounted = mounted || (v.Secret != nil && v.Secret.SecretName == secret.GetName())
+	}
+	if !mounted {
+		t.Errorf("want the pod to mount Secret %s, got %+v", secret.GetName(), d.Spec.Template.Spec.Volumes)
+	}
+
+	role := &rbacv1.ClusterRole{}
+	into(t, findNamed(t, objs, "ClusterRole", "coop-cooperator-webhook-certs"), role)
+	noWildcards(t, role.Rules)
+	writable := map[string][]string{}
+	for _, r := range role.Rules {
+		if slices.Contains(r.Verbs, "update") {
+			if len(r.ResourceNames) == 0 {
+				t.Errorf("the webhook-certs ClusterRole writes without resourceNames: %+v", r)
+			}
+			for _, res := range r.Resources {
+				writable[res] = append(writable[res], r.ResourceNames...)
+			}
+		}
+	}
+	if got := writable["validatingwebhookconfigurations"]; !slices.Equal(got, []string{validating.Name}) {
+		t.Errorf("want updates on validatingwebhookconfigurations %s only, got %v", validating.Name, got)
+	}
+	if got := writable["mutatingwebhookconfigurations"]; !slices.Equal(got, []string{mutating.Name}) {
+		t.Errorf("want updates on mutatingwebhookconfigurations %s only, got %v", mutating.Name, got)
+	}
+	binding := &rbacv1.ClusterRoleBinding{}
+	into(t, findNamed(t, objs, "ClusterRoleBinding", "coop-cooperator-webhook-certs"), binding)
+	if s := binding.Subjects; len(s) != 1 || s[0].Name != d.Spec.Template.Spec.ServiceAccountName {
+		t.Errorf("want the webhook-certs ClusterRole bound to the operator's ServiceAccount, got %+v", s)
 	}
 }
 

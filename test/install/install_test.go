@@ -122,6 +122,10 @@ func TestHelmInstall(t *testing.T) {
 		{"patch", "cooperatives.cooperator.dev/status", "", "yes"},
 		{"update", "leases.coordination.k8s.io", ns, "yes"},
 		{"update", "leases.coordination.k8s.io", "kube-system", "no"},
+		{"update", "validatingwebhookconfigurations.admissionregistration.k8s.io/cooperator-validating", "", "yes"},
+		{"patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/cooperator-mutating", "", "yes"},
+		{"update", "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses", "", "no"},
+		{"delete", "validatingwebhookconfigurations.admissionregistration.k8s.io/cooperator-validating", "", "no"},
 		{"*", "*", "", "no"},
 		{"escalate", "clusterroles.rbac.authorization.k8s.io", "", "no"},
 	} {
@@ -155,7 +159,7 @@ func TestHelmInstallWebhooks(t *testing.T) {
 	const name = "webhooks-cooperator"
 	restrictedNamespace(t, ns)
 	// No --wait: no cert-manager runs here to issue the certificate.
-	helmInstall(t, release, ns, map[string]any{"webhook": map[string]any{"enabled": true}})
+	helmInstall(t, release, ns, map[string]any{"webhook": map[string]any{"enabled": true, "certManager": map[string]any{"enabled": true}}})
 
 	get(t, client.ObjectKey{Namespace: ns, Name: name + "-webhook"}, &corev1.Service{})
 	config := &admissionregistrationv1.ValidatingWebhookConfiguration{}

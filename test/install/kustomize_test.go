@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 )
 
@@ -65,7 +66,8 @@ func TestKustomizeDryRun(t *testing.T) {
 // chart installs with its default values.
 func TestKustomizeMatchesChart(t *testing.T) {
 	kustomized := build(t)
-	charted, err := render(t, nil)
+	// Release "cooperator": the chart's webhook objects get config/default's names.
+	charted, err := renderRelease(t, "cooperator", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,17 +108,74 @@ func TestKustomizeMatchesChart(t *testing.T) {
 	}
 
 	// RBAC: the same least-privilege rules.
-	kr, cr := &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}
-	into(t, find(t, kustomized, "ClusterRole"), kr)
-	into(t, find(t, charted, "ClusterRole"), cr)
-	noWildcards(t, kr.Rules)
-	if !equalYAML(t, kr.Rules, cr.Rules) {
-		t.Error("the ClusterRole's rules differ between config/default and the chart")
+	for _, name := range []string{"cooperator-manager", "cooperator-webhook-certs"} {
+		kr, cr := &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}
+		into(t, findNamed(t, kustomized, "ClusterRole", name), kr)
+		into(t, findNamed(t, charted, "ClusterRole", name), cr)
+		noWildcards(t, kr.Rules)
+		if !equalYAML(t, kr.Rules, cr.Rules) {
+			t.Errorf("ClusterRole %s: the rules differ between config/default and the chart", name)
+		}
+		binding := &rbacv1.ClusterRoleBinding{}
+		into(t, findNamed(t, kustomized, "ClusterRoleBinding", name), binding)
+		if s := binding.Subjects; len(s) != 1 || s[0].Name != sa || s[0].Namespace != ns.Name || binding.RoleRef.Name != name {
+			t.Errorf("want ClusterRole %s bound to %s/%s, got %+v", name, ns.Name, sa, binding)
+		}
 	}
-	binding := &rbacv1.ClusterRoleBinding{}
-	into(t, find(t, kustomized, "ClusterRoleBinding"), binding)
-	if s := binding.Subjects; len(s) != 1 || s[0].Name != sa || s[0].Namespace != ns.Name {
-		t.Errorf("want the ClusterRole bound to %s/%s, got %+v", ns.Name, sa, s)
+	var clusterRoles int
+	for _, o := range kustomized {
+		if o.GetKind() == "ClusterRole" {
+			clusterRoles++
+		}
+	}
+	if clusterRoles != 2 {
+		t.Errorf("want config/default's two ClusterRoles, got %d", clusterRoles)
+	}
+
+	// Services: metrics and webhooks, in front of the manager's ports.
+	for _, name := range []string{"cooperator-metrics", "cooperator-webhook"} {
+		ks, cs := &corev1.Service{}, &corev1.Service{}
+		into(t, findNamed(t, kustomized, "Service", name), ks)
+		into(t, findNamed(t, charted, "Service", name), cs)
+		if !equalYAML(t, ks.Spec.Ports, cs.Spec.Ports) {
+			t.Errorf("Service %s: the ports differ:\nconfig/default: %+v\nchart:          %+v", name, ks.Spec.Ports, cs.Spec.Ports)
+		}
+		if !labels.SelectorFromSet(ks.Spec.Selector).Matches(labels.Set(kd.Spec.Template.Labels)) {
+			t.Errorf("Service %s selects %v, not the manager's pods %v", name, ks.Spec.Selector, kd.Spec.Template.Labels)
+		}
+	}
+
+	// Webhooks: the generated ones, calling the webhook Service, under the
+	// names the manager injects the CA into, with the Secret it fills.
+	findNamed(t, kustomized, "Secret", "cooperator-webhook-tls")
+	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+		k, c := find(t, kustomized, kind), find(t, charted, kind)
+		if k.GetName() != c.GetName() {
+			t.Errorf("%s: config/default names it %s, the chart %s", kind, k.GetName(), c.GetName())
+		}
+		if !slices.Contains(kc.Args, "--webhook-"+map[string]string{
+			"ValidatingWebhookConfiguration": "validating", "MutatingWebhookConfiguration": "mutating"}[kind]+"-configuration="+k.GetName()) {
+			t.Errorf("the manager is not told to inject the CA into %s %s: %v", kind, k.GetName(), kc.Args)
+		}
+		kw, _, _ := unstructured.NestedSlice(k.Object, "webhooks")
+		cw, _, _ := unstructured.NestedSlice(c.Object, "webhooks")
+		if len(kw) == 0 || len(kw) != len(cw) {
+			t.Fatalf("%s: config/default has %d webhooks, the chart %d", kind, len(kw), len(cw))
+		}
+		for i := range kw {
+			kwh, cwh := kw[i].(map[string]any), cw[i].(map[string]any)
+			for _, path := range [][]string{
+				{"name"}, {"rules"}, {"failurePolicy"}, {"sideEffects"},
+				// The port is the API's default, 443, either way.
+				{"clientConfig", "service", "name"}, {"clientConfig", "service", "namespace"}, {"clientConfig", "service", "path"},
+			} {
+				kv, _, _ := unstructured.NestedFieldNoCopy(kwh, path...)
+				cv, _, _ := unstructured.NestedFieldNoCopy(cwh, path...)
+				if !equalYAML(t, kv, cv) {
+					t.Errorf("%s webhook %d: %s differs:\nconfig/default: %v\nchart:          %v", kind, i, strings.Join(path, "."), kv, cv)
+				}
+			}
+		}
 	}
 
 	// CRDs: every one of config/crd/bases.

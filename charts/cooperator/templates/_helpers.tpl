@@ -28,13 +28,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-webhook" (include "cooperator.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{- /* The Secret holding the webhook server's certificate. */ -}}
+{{- /* The Secret holding the webhook server's certificate: cert-manager's or the operator's. */ -}}
 {{- define "cooperator.webhookSecret" -}}
-{{- if .Values.webhook.certManager.enabled -}}
 {{- printf "%s-tls" (include "cooperator.webhookName" .) -}}
-{{- else -}}
-{{- required "webhook.secretName is required when webhook.certManager.enabled is false" .Values.webhook.secretName -}}
 {{- end -}}
+
+{{- /* The webhook configurations, by kind. */ -}}
+{{- define "cooperator.webhookConfiguration" -}}
+{{- printf "%s-%s" (include "cooperator.fullname" .root) (ternary "validating" "mutating" (eq .kind "ValidatingWebhookConfiguration")) -}}
 {{- end -}}
 
 {{- define "cooperator.metricsName" -}}
