@@ -74,7 +74,7 @@ build: ## Build bin/cooperator.
 
 .PHONY: test
 test: tools postgres verify-manifests fmt vet lint ## Unit and integration tests on a real local control plane and PostgreSQL.
-	go test ./... -count=1 -timeout 20m
+	go test ./... -count=1 -timeout 45m
 
 .PHONY: postgres
 postgres: ## Install PostgreSQL from Debian's packages when it is missing.
@@ -87,6 +87,12 @@ bench-backup: postgres $(LOCALBIN)/versitygw ## Backup runner throughput and pea
 .PHONY: bench-databases
 bench-databases: tools postgres ## Provision 500 shared databases through the operator; see docs/performance.md.
 	go test ./controllers -run '^$$' -bench SharedDatabases -benchtime 1x -timeout 60m
+
+N ?= 1000
+
+.PHONY: bench
+bench: tools postgres helm build ## Scale: N coops (default 1000; N=100 for a quick run) against client-go and Helm-per-coop; writes bench/; see docs/performance.md.
+	go run ./test/bench -n $(N) -helm-version $(HELM_VERSION)
 
 ##@ Local cluster
 

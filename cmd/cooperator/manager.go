@@ -40,7 +40,7 @@ func runManager(args []string) error {
 		recheck       = fs.Duration("domain-recheck-interval", 10*time.Minute, "How often verified custom domains are checked again.")
 		qps           = fs.Int("kube-api-qps", 500, "Requests per second the operator may send to the API server.")
 		burst         = fs.Int("kube-api-burst", 1000, "Requests the operator may send at once above kube-api-qps.")
-		concurrency   = fs.Int("max-concurrent-reconciles", 16, "How many cooperatives are reconciled at once.")
+		concurrency   = fs.Int("max-concurrent-reconciles", 32, "How many cooperatives are reconciled at once.")
 		pprofAddr     = fs.String("pprof-bind-address", "", "Address of Go's pprof endpoints (/debug/pprof/), for profiling; empty turns them off.")
 		namespace     = fs.String("namespace", os.Getenv("POD_NAMESPACE"), "The operator's namespace, where coops' backups run ($POD_NAMESPACE).")
 		runnerImage   = fs.String("runner-image", os.Getenv("RUNNER_IMAGE"), "Image of the backup runner: the operator's own image ($RUNNER_IMAGE).")
@@ -76,10 +76,10 @@ func runManager(args []string) error {
 		return fmt.Errorf("while loading the kubeconfig: %w", err)
 	}
 	// Set on purpose: client-go's defaults (5 and 10) throttle a
-	// thousand coops, and so did 100: a coop costs about 18 writes, and
-	// at 100 per second a thousand coops waited three minutes on the
-	// client alone (docs/performance.md, Scale). The API server's priority
-	// and fairness protects it; this limit only caps a runaway loop.
+	// thousand coops, and so did 100: a coop costs about 20 writes, and
+	// at 100 per second a thousand coops wait more than three minutes on
+	// the client alone (docs/performance.md, Scale). The API server's
+	// priority and fairness protects it; this limit only caps a runaway loop.
 	cfg.QPS, cfg.Burst = float32(*qps), *burst
 	resolver := *dnsResolver
 	if resolver == "" {
