@@ -23,6 +23,11 @@ const DrillsDir = "drills"
 // weekly drills. Older ones are removed when a drill is recorded.
 const KeepDrills = 52
 
+// drillKeyFormat names a drill record by the time it started, to the
+// nanosecond: two drills in one second keep two records, and the names
+// sort by time.
+const drillKeyFormat = "20060102T150405.000000000Z"
+
 // DrillRecord is what one drill found: which backup it restored and
 // whether every table had the row count its manifest recorded.
 type DrillRecord struct {
@@ -109,7 +114,7 @@ func (c *Client) WriteDrill(ctx context.Context, coop string, r DrillRecord) err
 	if err != nil {
 		return err
 	}
-	key := c.drillPrefix(coop) + NewID(r.Time) + ".json"
+	key := c.drillPrefix(coop) + r.Time.UTC().Format(drillKeyFormat) + ".json"
 	if _, err := c.s3.PutObject(ctx, c.store.Bucket, key, bytes.NewReader(data), int64(len(data)),
 		minio.PutObjectOptions{ContentType: "application/json"}); err != nil {
 		return fmt.Errorf("while writing drill record %s: %w", key, err)
@@ -139,7 +144,7 @@ func (c *Client) drillKeys(ctx context.Context, coop string) ([]string, error) {
 		if !ok {
 			continue
 		}
-		if _, err := ParseID(name); err != nil {
+		if _, err := time.Parse(drillKeyFormat, name); err != nil {
 			continue
 		}
 		keys = append(keys, obj.Key)

@@ -95,7 +95,7 @@ func TestOldDrillRecordsAreRemoved(t *testing.T) {
 	if len(keys) != backup.KeepDrills {
 		t.Fatalf("%d drill records kept, want %d", len(keys), backup.KeepDrills)
 	}
-	if oldest := "cooperator/weekly/drills/" + backup.NewID(start.Add(2*7*24*time.Hour)) + ".json"; keys[0] != oldest {
+	if oldest := "cooperator/weekly/drills/" + start.Add(2*7*24*time.Hour).Format("20060102T150405.000000000Z") + ".json"; keys[0] != oldest {
 		t.Errorf("oldest record kept is %s, want %s: the two oldest go", keys[0], oldest)
 	}
 	r, err := c.LatestDrill(ctx, "weekly")
