@@ -48,7 +48,7 @@ func appVolumes(ctx context.Context, c client.Reader, coop *v1alpha1.Cooperative
 			return nil, nil, err
 		}
 		for _, d := range bp.Spec.Data {
-			if !d.Backup {
+			if d.Backup != nil && !*d.Backup {
 				notBackedUp[app.Name+"-"+d.Claim] = true
 			}
 		}

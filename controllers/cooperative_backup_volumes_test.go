@@ -3,6 +3,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -17,7 +18,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
@@ -98,13 +101,40 @@ func TestAppVolumesAreStreamedToTheBackupRunner(t *testing.T) {
 	plan.Spec.Backup = v1alpha1.PlanBackup{Store: "volumes", Schedule: "0 3 * * *"}
 	coop := newCoop("with-files", "volume-plan")
 	coop.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "files", Blueprint: "web-volume", Version: "1.0"}}
-	create(t, keys, store, volumeBlueprint(t, "web-volume"), plan, coop)
+	// A second claim the Blueprint says holds nothing worth keeping.
+	bp := volumeBlueprint(t, "web-volume")
+	bp.Spec.Resources = append(bp.Spec.Resources, v1alpha1.BlueprintFile{Name: "cache.yaml", Content: `apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: cache
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 1Gi}
+`})
+	for i, f := range bp.Spec.Resources {
+		if f.Name == "web.yaml" {
+			f.Content = strings.Replace(f.Content, "persistentVolumeClaim: {claimName: data}\n",
+				"persistentVolumeClaim: {claimName: data}\n      - name: cache\n        persistentVolumeClaim: {claimName: cache}\n", 1)
+			f.Content = strings.Replace(f.Content, "volumeMounts: [{name: data, mountPath: /data}]",
+				"volumeMounts: [{name: data, mountPath: /data}, {name: cache, mountPath: /cache}]", 1)
+			bp.Spec.Resources[i] = f
+		}
+	}
+	bp.Spec.Data = []v1alpha1.BlueprintData{
+		{Claim: "data", Size: resource.MustParse("1Gi")},
+		{Claim: "cache", Size: resource.MustParse("1Gi"), Backup: ptr.To(false)},
+	}
+	create(t, keys, store, bp, plan, coop)
 	waitStore(t, "volumes", v1alpha1.ReachableReason)
 	waitFor(t, 2*time.Minute, "the coop's volume in its backups", func(ctx context.Context) (bool, error) {
 		if err := adminClient.Get(ctx, client.ObjectKey{Name: "with-files"}, coop); err != nil {
 			return false, err
 		}
 		c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.BackupsReadyCondition)
+		if c != nil && strings.Contains(c.Message, "databases and ") && !strings.Contains(c.Message, "databases and 1 volumes") {
+			return false, errors.New("BackupsReady says " + c.Message + ", want the one volume backed up")
+		}
 		return c != nil && strings.Contains(c.Message, "databases and 1 volumes"), nil
 	})
 
@@ -112,7 +142,8 @@ func TestAppVolumesAreStreamedToTheBackupRunner(t *testing.T) {
 	runnerJob := &batchv1.CronJob{}
 	mustGet(t, adminNamespace, specs.BackupName(coop), runnerJob)
 	runnerPod := runnerJob.Spec.JobTemplate.Spec.Template
-	if !slices.Contains(runnerPod.Spec.Containers[0].Args, "--remote-volume=files-data") || runnerPod.Labels[specs.BackupRunnerLabel] != "with-files" {
+	if !slices.Contains(runnerPod.Spec.Containers[0].Args, "--remote-volume=files-data") || runnerPod.Labels[specs.BackupRunnerLabel] != "with-files" ||
+		slices.Contains(runnerPod.Spec.Containers[0].Args, "--remote-volume=files-cache") {
 		t.Errorf("runner: args %v, labels %v", runnerPod.Spec.Containers[0].Args, runnerPod.Labels)
 	}
 	svc := &corev1.Service{}

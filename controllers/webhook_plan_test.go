@@ -217,7 +217,7 @@ func TestWebhookRefusesBlueprintsThatFailTheChecks(t *testing.T) {
 	if err := createThroughWebhooks(t, adminClient, withClaim); err != nil {
 		t.Fatalf("a blueprint with a claim was refused: %v", err)
 	}
-	if d := withClaim.Spec.Data; len(d) != 1 || d[0].Claim != "data" || d[0].Size.String() != "1Gi" || !d[0].Backup {
+	if d := withClaim.Spec.Data; len(d) != 1 || d[0].Claim != "data" || d[0].Size.String() != "1Gi" || d[0].Backup == nil || !*d[0].Backup {
 		t.Errorf("stored spec.data = %+v, want the claim data of 1Gi, backed up", d)
 	}
 }

@@ -161,10 +161,11 @@ type BlueprintData struct {
 	// +required
 	Size resource.Quantity `json:"size"`
 
-	// backup says whether the claim is backed up.
+	// backup says whether the claim is backed up; unset means it is. A
+	// pointer, so that false survives a client that omits empty fields.
 	// +kubebuilder:default=true
 	// +optional
-	Backup bool `json:"backup,omitempty"`
+	Backup *bool `json:"backup,omitempty"`
 }
 
 // BlueprintMigration is run as a Job before a new version serves.

@@ -11,6 +11,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"k8s.io/utils/ptr"
+
 	"cooperator.dev/cooperator/api/v1alpha1"
 	"cooperator.dev/cooperator/internal/blueprint"
 )
@@ -49,7 +51,7 @@ func (v *BlueprintValidator) Default(_ context.Context, bp *v1alpha1.Blueprint) 
 			if claim.Kind != "PersistentVolumeClaim" || claim.Name == "" || !ok {
 				continue
 			}
-			bp.Spec.Data = append(bp.Spec.Data, v1alpha1.BlueprintData{Claim: claim.Name, Size: size, Backup: true})
+			bp.Spec.Data = append(bp.Spec.Data, v1alpha1.BlueprintData{Claim: claim.Name, Size: size, Backup: ptr.To(true)})
 		}
 	}
 	return nil
