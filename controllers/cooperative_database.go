@@ -44,6 +44,11 @@ const DatabaseServerAnnotation = "cooperator.dev/database-server"
 // crash can never leave the server with a password nobody has.
 const passwordPendingAnnotation = "cooperator.dev/password-pending"
 
+// passwordRotationAnnotation records, on the database Secret, the rotation
+// its password answers: a pass that still sees the coop's status from
+// before the rotation must not rotate the password a second time.
+const passwordRotationAnnotation = "cooperator.dev/password-rotation"
+
 // coopRolePrefix starts the name of every coop's role (see
 // v1alpha1.Cooperative.DatabaseName).
 const coopRolePrefix = "coop_"
@@ -133,6 +138,9 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 	conn.Password = string(secret.Data["password"])
 	pending := secret.Annotations[passwordPendingAnnotation] == "true"
 	rotation := coop.Annotations[v1alpha1.RotateDatabasePasswordAnnotation]
+	if done := secret.Annotations[passwordRotationAnnotation]; done != "" && done == rotation {
+		st.PasswordRotation = done
+	}
 	rotate := rotation != "" && rotation != st.PasswordRotation
 
 	switch {
@@ -144,7 +152,7 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 				return ctrl.Result{}, err
 			}
 		}
-		if err := r.applyDatabaseSecret(ctx, coop, conn, false); err != nil {
+		if err := r.applyDatabaseSecret(ctx, coop, conn, false, st.PasswordRotation); err != nil {
 			return ctrl.Result{}, err
 		}
 	case conn.Password == "" || rotate || pending:
@@ -152,7 +160,11 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 			if conn.Password, err = postgres.NewPassword(); err != nil {
 				return ctrl.Result{}, err
 			}
-			if err := r.applyDatabaseSecret(ctx, coop, conn, true); err != nil {
+			answers := st.PasswordRotation
+			if rotate {
+				answers = rotation
+			}
+			if err := r.applyDatabaseSecret(ctx, coop, conn, true, answers); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
@@ -174,7 +186,7 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 	if err := r.ensureExtensions(ctx, coop, server, pg, db); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.applyDatabaseSecret(ctx, coop, conn, false); err != nil {
+	if err := r.applyDatabaseSecret(ctx, coop, conn, false, st.PasswordRotation); err != nil {
 		return ctrl.Result{}, err
 	}
 	s.connection = &conn
@@ -186,10 +198,13 @@ func (r *CooperativeReconciler) reconcileSharedDatabase(ctx context.Context, s *
 	return ctrl.Result{}, nil
 }
 
-func (r *CooperativeReconciler) applyDatabaseSecret(ctx context.Context, coop *v1alpha1.Cooperative, conn specs.Connection, pending bool) error {
+func (r *CooperativeReconciler) applyDatabaseSecret(ctx context.Context, coop *v1alpha1.Cooperative, conn specs.Connection, pending bool, rotation string) error {
 	desired := specs.DatabaseSecret(coop, conn)
 	if pending {
 		desired.WithAnnotations(map[string]string{passwordPendingAnnotation: "true"})
+	}
+	if rotation != "" {
+		desired.WithAnnotations(map[string]string{passwordRotationAnnotation: rotation})
 	}
 	sent, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, desired, corev1ac.ExtractSecret)
 	if err != nil {
