@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
-	"cooperator.dev/cooperator/internal/secret"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
 )
@@ -122,7 +121,7 @@ func mountsAny(volumes []any, claims []string) bool {
 func (r *CooperativeReconciler) scheduleVolumeSenders(ctx context.Context, coop *v1alpha1.Cooperative, schedule string, vols []specs.AppVolumes) error {
 	keep := map[string]bool{}
 	if len(vols) > 0 {
-		token, err := r.volumeToken(ctx, coop)
+		token, err := volumeToken(ctx, r.Client, client.ObjectKey{Namespace: r.Options.OperatorNamespace, Name: specs.VolumeTokenSecretOfRunner(coop)})
 		if err != nil {
 			return err
 		}
@@ -147,19 +146,6 @@ func (r *CooperativeReconciler) scheduleVolumeSenders(ctx context.Context, coop 
 		}
 	}
 	return r.removeVolumeSenders(ctx, coop, keep)
-}
-
-// volumeToken is the coop's sender token, made once and kept.
-func (r *CooperativeReconciler) volumeToken(ctx context.Context, coop *v1alpha1.Cooperative) (string, error) {
-	live := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: r.Options.OperatorNamespace, Name: specs.VolumeTokenSecretOfRunner(coop)}, live)
-	switch {
-	case err == nil && len(live.Data[specs.VolumeTokenKey]) > 0:
-		return string(live.Data[specs.VolumeTokenKey]), nil
-	case err != nil && !apierrors.IsNotFound(err):
-		return "", err
-	}
-	return secret.Token(32)
 }
 
 // removeVolumeSenders deletes the coop's sender CronJobs not in keep, and,

@@ -7,6 +7,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"cooperator.dev/cooperator/internal/secret"
+	"cooperator.dev/cooperator/internal/specs"
 )
 
 // readKey reads one key of a Secret a coop's admins wrote, in their
@@ -29,4 +32,18 @@ func readKey(ctx context.Context, c client.Reader, namespace, name, key string, 
 		return "", fmt.Sprintf("Secret %s, key %q: %v", name, key, err), nil
 	}
 	return string(data), "", nil
+}
+
+// volumeToken is the token kept in the Secret at key, or a new one when
+// it has none yet: made once, so senders and receivers keep theirs.
+func volumeToken(ctx context.Context, c client.Reader, key client.ObjectKey) (string, error) {
+	live := &corev1.Secret{}
+	err := c.Get(ctx, key, live)
+	switch {
+	case err == nil && len(live.Data[specs.VolumeTokenKey]) > 0:
+		return string(live.Data[specs.VolumeTokenKey]), nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return "", err
+	}
+	return secret.Token(32)
 }

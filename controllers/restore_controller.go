@@ -269,7 +269,7 @@ func (r *RestoreReconciler) scaleDown(ctx context.Context, restore *v1alpha1.Res
 	}
 	token := ""
 	if len(vols) > 0 {
-		if token, err = r.receiverToken(ctx, restore); err != nil {
+		if token, err = volumeToken(ctx, r.Client, client.ObjectKey{Namespace: r.Options.OperatorNamespace, Name: specs.RestoreName(restore)}); err != nil {
 			return ctrl.Result{}, err
 		}
 	}

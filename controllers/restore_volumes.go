@@ -6,13 +6,10 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
 	"cooperator.dev/cooperator/internal/backup"
-	"cooperator.dev/cooperator/internal/secret"
 	"cooperator.dev/cooperator/internal/specs"
 	"cooperator.dev/cooperator/internal/ssa"
 )
@@ -49,19 +46,6 @@ func (r *RestoreReconciler) restoreVolumes(ctx context.Context, p *restorePlan) 
 		}
 	}
 	return vols, nil
-}
-
-// receiverToken is the token of a Restore's receivers, made once.
-func (r *RestoreReconciler) receiverToken(ctx context.Context, restore *v1alpha1.Restore) (string, error) {
-	live := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: r.Options.OperatorNamespace, Name: specs.RestoreName(restore)}, live)
-	switch {
-	case err == nil && len(live.Data[specs.VolumeTokenKey]) > 0:
-		return string(live.Data[specs.VolumeTokenKey]), nil
-	case err != nil && !apierrors.IsNotFound(err):
-		return "", err
-	}
-	return secret.Token(32)
 }
 
 // startReceivers puts in place what brings the volumes back: the token in

@@ -28,12 +28,12 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// startRunner starts `cooperator backup` in the background; wait returns
-// its stdout, stderr and error.
-func startRunner(t *testing.T, env []string, args ...string) (wait func() (string, string, error)) {
+// startCommand starts a cooperator command in the background; wait
+// returns its stdout, stderr and error.
+func startCommand(t *testing.T, env []string, args ...string) (wait func() (string, string, error)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	cmd := exec.CommandContext(ctx, runner, append([]string{"backup"}, args...)...)
+	cmd := exec.CommandContext(ctx, runner, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -46,6 +46,12 @@ func startRunner(t *testing.T, env []string, args ...string) (wait func() (strin
 		err := cmd.Wait()
 		return stdout.String(), stderr.String(), err
 	}
+}
+
+// startRunner starts `cooperator backup`.
+func startRunner(t *testing.T, env []string, args ...string) func() (string, string, error) {
+	t.Helper()
+	return startCommand(t, env, append([]string{"backup"}, args...)...)
 }
 
 // Volumes mounted where the runner is not are streamed to it by a sender,
@@ -121,23 +127,10 @@ func TestRemoteVolumesAreBackedUpAndRestoredEqual(t *testing.T) {
 	equalMaps(t, "config", treeHashes(t, config), wantConfig)
 }
 
-// startRestore starts `cooperator restore` in the background.
-func startRestore(t *testing.T, env []string, args ...string) (wait func() (string, string, error)) {
+// startRestore starts `cooperator restore`.
+func startRestore(t *testing.T, env []string, args ...string) func() (string, string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	cmd := exec.CommandContext(ctx, runner, append([]string{"restore"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	return func() (string, string, error) {
-		defer cancel()
-		err := cmd.Wait()
-		return stdout.String(), stderr.String(), err
-	}
+	return startCommand(t, env, append([]string{"restore"}, args...)...)
 }
 
 // A sender cut off halfway, or one that never comes, fails the backup,
