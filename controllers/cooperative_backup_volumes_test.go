@@ -185,7 +185,7 @@ spec:
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	operator := buildOperator(t)
+	operator := operatorBinary(t)
 	runnerCmd := exec.Command(operator, replaceArg(runnerPod.Spec.Containers[0].Args, "listen", addr)...)
 	runnerCmd.Env = envOf(t, adminNamespace, runnerPod.Spec.Containers[0])
 	var runnerOut bytes.Buffer

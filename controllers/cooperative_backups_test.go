@@ -80,7 +80,7 @@ func TestBackupsAreScheduledAndTheirCommandBacksTheCoopUp(t *testing.T) {
 		mustGet(t, adminNamespace, e.ValueFrom.SecretKeyRef.Name, secret)
 		env = append(env, e.Name+"="+string(secret.Data[e.ValueFrom.SecretKeyRef.Key]))
 	}
-	cmd := exec.Command(buildOperator(t), container.Args...)
+	cmd := exec.Command(operatorBinary(t), container.Args...)
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the scheduled backup failed: %v\n%s", err, out)

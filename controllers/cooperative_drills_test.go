@@ -95,7 +95,7 @@ func TestDrillsProveTheBackupAndTellAFailedOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := startOperator(t)
-	runner := buildOperator(t)
+	runner := operatorBinary(t)
 	keys := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: adminNamespace, Name: "drill-keys"},
 		StringData: map[string]string{"accessKeyID": s3.AccessKey, "secretAccessKey": s3.SecretKey},

@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
-	"cooperator.dev/cooperator/internal/testenv"
 )
 
 // TestOperatorKilledWhileCreatingCoops kills the operator's real binary with
@@ -31,7 +30,7 @@ import (
 func TestOperatorKilledWhileCreatingCoops(t *testing.T) {
 	const coops = 50
 	ctx := context.Background()
-	binary := buildOperator(t)
+	binary := operatorBinary(t)
 	kubeconfig := writeOperatorKubeconfig(t)
 
 	create(t, newPlan("kill-plan"))
@@ -132,22 +131,6 @@ func TestOperatorKilledWhileCreatingCoops(t *testing.T) {
 			}
 		}
 	}
-}
-
-// buildOperator builds cmd/cooperator into a temp dir.
-func buildOperator(t *testing.T) string {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "cooperator")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/cooperator")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the operator: %v\n%s", err, b)
-	}
-	return out
 }
 
 // writeOperatorKubeconfig writes a kubeconfig that acts as the operator's identity.

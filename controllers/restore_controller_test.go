@@ -32,31 +32,23 @@ import (
 )
 
 var (
-	runnerOnce sync.Once
-	runnerPath string
-	runnerErr  error
+	operatorOnce sync.Once
+	operatorPath string
+	operatorErr  error
 )
 
-// runner is the operator's binary, built once for the restore tests.
-func runner(t *testing.T) string {
+// operatorBinary is cmd/cooperator, built once for the tests that run it as a
+// process: the manager, the backup runner and the volume senders.
+func operatorBinary(t *testing.T) string {
 	t.Helper()
-	runnerOnce.Do(func() {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			runnerErr = err
-			return
-		}
-		runnerPath = filepath.Join(env.Dir, "cooperator-runner")
-		cmd := exec.Command("go", "build", "-o", runnerPath, "./cmd/cooperator")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			runnerErr = errors.New(string(out))
-		}
+	operatorOnce.Do(func() {
+		operatorPath = filepath.Join(env.Dir, "cooperator")
+		operatorErr = testenv.BuildOperator(context.Background(), operatorPath)
 	})
-	if runnerErr != nil {
-		t.Fatalf("building the operator: %v", runnerErr)
+	if operatorErr != nil {
+		t.Fatal(operatorErr)
 	}
-	return runnerPath
+	return operatorPath
 }
 
 // runContainer runs a pod's one container as a process here, with its
@@ -82,7 +74,7 @@ func runContainerWith(t *testing.T, pod corev1.PodSpec, rewrite func([]string) [
 		mustGet(t, adminNamespace, e.ValueFrom.SecretKeyRef.Name, secret)
 		environ = append(environ, e.Name+"="+string(secret.Data[e.ValueFrom.SecretKeyRef.Key]))
 	}
-	cmd := exec.Command(runner(t), container.Args...)
+	cmd := exec.Command(operatorBinary(t), container.Args...)
 	cmd.Env = environ
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError

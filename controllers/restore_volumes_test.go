@@ -116,7 +116,7 @@ func TestRestoreBringsBackTheAppsVolumes(t *testing.T) {
 	}
 	received := make(chan ended, 1)
 	args := replaceArg(replaceArg(pod.Containers[0].Args, "from", "http://"+addr), "volume", "docs-data="+live)
-	cmd := exec.Command(runner(t), args...)
+	cmd := exec.Command(operatorBinary(t), args...)
 	cmd.Env = envOf(t, "coop-keeps-files", pod.Containers[0])
 	go func() {
 		out, err := cmd.CombinedOutput()

@@ -46,8 +46,8 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = os.RemoveAll(binDir) }()
 	runner = filepath.Join(binDir, "cooperator")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", runner, "cooperator.dev/cooperator/cmd/cooperator").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the runner: %v\n%s", err, out)
+	if err := testenv.BuildOperator(ctx, runner); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	if pg, err = testenv.StartPostgres(ctx, ""); err != nil {

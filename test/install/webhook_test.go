@@ -156,10 +156,8 @@ func runOperator(t *testing.T, namespace, serviceAccount string, args ...string)
 	t.Helper()
 	dir := t.TempDir()
 	binary := filepath.Join(dir, "cooperator")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/cooperator")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the operator: %v\n%s", err, out)
+	if err := testenv.BuildOperator(context.Background(), binary); err != nil {
+		t.Fatal(err)
 	}
 	kubeconfig, err := clientcmd.LoadFromFile(env.Kubeconfig)
 	if err != nil {
