@@ -69,6 +69,7 @@ func summarize(coop *v1alpha1.Cooperative, reconcileErr error) {
 
 	switch {
 	case ready.Status == metav1.ConditionTrue:
+		coop.Status.Initialization = &v1alpha1.CooperativeInitialization{Provisioned: true}
 		meta.RemoveStatusCondition(&coop.Status.Conditions, v1alpha1.ReconcilingCondition)
 		meta.RemoveStatusCondition(&coop.Status.Conditions, v1alpha1.StalledCondition)
 	case terminal:
@@ -99,6 +100,11 @@ func firstNotTrue(coop *v1alpha1.Cooperative) *metav1.Condition {
 	return nil
 }
 
+// provisioned says whether the coop has been Ready before.
+func provisioned(coop *v1alpha1.Cooperative) bool {
+	return coop.Status.Initialization != nil && coop.Status.Initialization.Provisioned
+}
+
 // recordTransition emits an event when Ready changes, never on a pass that
 // changed nothing.
 func (r *CooperativeReconciler) recordTransition(before, after *v1alpha1.Cooperative) {
@@ -113,6 +119,11 @@ func (r *CooperativeReconciler) recordTransition(before, after *v1alpha1.Coopera
 	failed := meta.IsStatusConditionTrue(after.Status.Conditions, v1alpha1.StalledCondition) ||
 		now.Reason == v1alpha1.ReconcileErrorReason || now.Reason == v1alpha1.PlanNotFoundReason
 	if old == nil && now.Status != metav1.ConditionTrue && !failed {
+		return
+	}
+	// Nor does its first Ready: status.initialization.provisioned and the
+	// condition's time record it. Ready after a fall is recorded.
+	if now.Status == metav1.ConditionTrue && !provisioned(before) {
 		return
 	}
 	eventType := corev1.EventTypeWarning

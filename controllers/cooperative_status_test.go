@@ -2,10 +2,12 @@ package controllers
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -106,6 +108,46 @@ func TestReadyChangedPassesOnlyReadyFlips(t *testing.T) {
 	} {
 		if got := (readyChanged{}).Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestReadyEventsSkipTheFirstReady(t *testing.T) {
+	withReady := func(status metav1.ConditionStatus, reason string, provisioned bool) *v1alpha1.Cooperative {
+		coop := &v1alpha1.Cooperative{ObjectMeta: metav1.ObjectMeta{Name: "c"}}
+		if reason != "" {
+			meta.SetStatusCondition(&coop.Status.Conditions, metav1.Condition{Type: v1alpha1.ReadyCondition, Status: status, Reason: reason})
+		}
+		if provisioned {
+			coop.Status.Initialization = &v1alpha1.CooperativeInitialization{Provisioned: true}
+		}
+		return coop
+	}
+	for _, tc := range []struct {
+		name          string
+		before, after *v1alpha1.Cooperative
+		want          string
+	}{
+		{"new coop on its way", withReady("", "", false), withReady(metav1.ConditionFalse, v1alpha1.ClusterNotReadyReason, false), ""},
+		{"first Ready", withReady(metav1.ConditionFalse, v1alpha1.ClusterNotReadyReason, false),
+			withReady(metav1.ConditionTrue, v1alpha1.ReadyReason, true), ""},
+		{"falls", withReady(metav1.ConditionTrue, v1alpha1.ReadyReason, true),
+			withReady(metav1.ConditionFalse, v1alpha1.BackupMissingReason, true), "Warning BackupMissing"},
+		{"Ready again", withReady(metav1.ConditionFalse, v1alpha1.BackupMissingReason, true),
+			withReady(metav1.ConditionTrue, v1alpha1.ReadyReason, true), "Normal Ready"},
+		{"failed before its first Ready", withReady("", "", false),
+			withReady(metav1.ConditionFalse, v1alpha1.PlanNotFoundReason, false), "Warning PlanNotFound"},
+	} {
+		recorder := events.NewFakeRecorder(1)
+		(&CooperativeReconciler{Recorder: recorder}).recordTransition(tc.before, tc.after)
+		got := ""
+		select {
+		case e := <-recorder.Events:
+			got = strings.Join(strings.Fields(e)[:2], " ")
+		default:
+		}
+		if got != tc.want {
+			t.Errorf("%s: event %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

@@ -369,6 +369,11 @@ type CooperativeStatus struct {
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 
+	// initialization records milestones that are reached once and never
+	// undone.
+	// +optional
+	Initialization *CooperativeInitialization `json:"initialization,omitempty"`
+
 	// database says where the coop's data lives.
 	// +optional
 	Database *DatabaseStatus `json:"database,omitempty"`
@@ -395,6 +400,14 @@ type CooperativeStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// CooperativeInitialization records milestones that are reached once.
+type CooperativeInitialization struct {
+	// provisioned is true once the coop has been Ready; it stays true when
+	// the coop later stops being Ready.
+	// +optional
+	Provisioned bool `json:"provisioned,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -3,11 +3,13 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -57,6 +59,15 @@ func runManager(args []string) error {
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	// A soft memory limit below the container's: the garbage collector
+	// works harder near it instead of letting the heap double, and the pod
+	// is not killed for garbage. GOMEMLIMIT, when set, wins.
+	if limit, err := memlimit.Set(memlimit.WithRatio(controllers.MemoryLimitRatio), memlimit.WithProvider(memlimit.FromCgroup)); err != nil {
+		ctrl.Log.WithName("setup").Info("No soft memory limit", "reason", err.Error())
+	} else if limit < math.MaxInt64 {
+		ctrl.Log.WithName("setup").Info("Soft memory limit", "bytes", limit)
+	}
 
 	cidrs, err := parseCIDRs(*databaseCIDRs)
 	if err != nil {

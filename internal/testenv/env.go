@@ -335,6 +335,18 @@ func (e *Env) proc(name string) *process {
 	return &process{}
 }
 
+// PID is the process id of a running component (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler, kwok), or 0.
+func (e *Env) PID(name string) int {
+	p := e.proc(name)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Stop ends every component, last started first, and removes a temp dir it made.
 func (e *Env) Stop() {
 	for i := len(e.procs) - 1; i >= 0; i-- {

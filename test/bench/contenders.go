@@ -86,6 +86,9 @@ type run struct {
 	P99Seconds float64 `json:"p99Seconds"`
 	// Curve is the number of Ready tenants at each second from the first start.
 	Curve []int `json:"readyBySecond"`
+	// ServerCPUSeconds is the CPU time of the API server and etcd from the
+	// first start until every tenant was Ready.
+	ServerCPUSeconds float64 `json:"serverCPUSeconds"`
 }
 
 func (t *tracker) result(names []string) run {

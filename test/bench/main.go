@@ -21,11 +21,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"cooperator.dev/cooperator/controllers"
 	"cooperator.dev/cooperator/internal/testenv"
 )
 
@@ -42,7 +44,11 @@ type options struct {
 	profile      bool
 	work         string
 	apiserver    *rest.Config
+	env          *testenv.Env
 	operatorArgs []string
+	// memoryLimit is the container memory limit the operator is run as
+	// if under; empty: none.
+	memoryLimit string
 }
 
 func main() {
@@ -59,6 +65,7 @@ func main() {
 	flag.BoolVar(&o.skipDB, "skip-databases", false, "Leave pass B, the shared databases, out.")
 	flag.BoolVar(&o.profile, "profile", false, "Save the operator's CPU profile of the first 30 s of each pass and its heap after pass A, in the work folder.")
 	flag.StringVar(&operatorFlags, "operator-flags", "", "Extra flags for the operator, space-separated.")
+	flag.StringVar(&o.memoryLimit, "memory-limit", "", "Run the operator as under a container memory limit (such as 192Mi): with the soft limit it would set from it. Empty: no limit.")
 	flag.Parse()
 	o.operatorArgs = strings.Fields(operatorFlags)
 
@@ -104,7 +111,7 @@ func bench(ctx context.Context, o options) error {
 	}
 	defer pg.Remove()
 
-	o.apiserver = env.Config
+	o.apiserver, o.env = env.Config, env
 	cfg := rest.CopyConfig(env.Config)
 	// The bench's own clients are not throttled: the floor is the API
 	// server's pace, not client-go's.
@@ -131,7 +138,20 @@ func bench(ctx context.Context, o options) error {
 
 	opBin := filepath.Join(bin, "cooperator")
 	opLog := filepath.Join(work, "operator.log")
-	start := func() (*operator, error) { return startOperator(ctx, opBin, env.Kubeconfig, opLog, o.operatorArgs) }
+	var opEnv []string
+	if o.memoryLimit != "" {
+		q, err := resource.ParseQuantity(o.memoryLimit)
+		if err != nil {
+			return fmt.Errorf("-memory-limit: %w", err)
+		}
+		// What the operator sets from its container's limit (cgroup), which
+		// a process on this machine does not have.
+		opEnv = append(opEnv, fmt.Sprintf("GOMEMLIMIT=%d", int64(float64(q.Value())*controllers.MemoryLimitRatio)))
+		res.MemoryLimit = o.memoryLimit
+	}
+	start := func() (*operator, error) {
+		return startOperator(ctx, opBin, env.Kubeconfig, opLog, opEnv, o.operatorArgs)
+	}
 
 	// One coop first: it shows the stack each contender makes.
 	logf("Warm-up: one coop through the operator, to read the stack it makes")
@@ -166,6 +186,7 @@ func bench(ctx context.Context, o options) error {
 	// The floor first, alone on the machine and on an empty cluster.
 	floorNames := names("floor", o.n)
 	logf("Floor: plain client-go, %d workers, %d tenants", o.floorWorkers, o.n)
+	cpu := serverCPU(env)
 	if err := floor(ctx, dyn, floorTracker, stack, template, floorNames, o.floorWorkers); err != nil {
 		return err
 	}
@@ -173,6 +194,7 @@ func bench(ctx context.Context, o options) error {
 		return fmt.Errorf("floor: %w", err)
 	}
 	res.Floor = floorTracker.result(floorNames)
+	res.Floor.ServerCPUSeconds = round(serverCPU(env) - cpu)
 	logf("Floor: all %d Available in %.1fs (p50 %.1fs, p99 %.1fs)", o.n, res.Floor.AllReadySeconds, res.Floor.P50Seconds, res.Floor.P99Seconds)
 
 	// Pass A: the operator, coops without a shared database.
@@ -195,6 +217,7 @@ func bench(ctx context.Context, o options) error {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench-helm"}}); err != nil {
 			return err
 		}
+		cpu := serverCPU(env)
 		if err := helmInstalls(ctx, helm, chart, env.Kubeconfig, "bench-helm", floorTracker, helmNames, o.helmParallel); err != nil {
 			return err
 		}
@@ -202,6 +225,7 @@ func bench(ctx context.Context, o options) error {
 			return fmt.Errorf("helm: %w", err)
 		}
 		h := floorTracker.result(helmNames)
+		h.ServerCPUSeconds = round(serverCPU(env) - cpu)
 		res.Helm = &h
 		logf("Helm: all %d Available in %.1fs (p50 %.1fs, p99 %.1fs)", o.n, h.AllReadySeconds, h.P50Seconds, h.P99Seconds)
 	}

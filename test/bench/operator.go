@@ -28,7 +28,7 @@ type operator struct {
 
 // startOperator runs the operator with its metrics and pprof on free
 // loopback ports, extra flags after them, and waits until it serves metrics.
-func startOperator(ctx context.Context, bin, kubeconfig, logPath string, extra []string) (*operator, error) {
+func startOperator(ctx context.Context, bin, kubeconfig, logPath string, env, extra []string) (*operator, error) {
 	metricsPort, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
@@ -47,7 +47,7 @@ func startOperator(ctx context.Context, bin, kubeconfig, logPath string, extra [
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	o := &operator{cmd: cmd, done: make(chan struct{}),
@@ -95,7 +95,12 @@ func (o *operator) stop() {
 
 // cpuSeconds is the user and system time the process has used.
 func (o *operator) cpuSeconds() (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", o.cmd.Process.Pid))
+	return processCPUSeconds(o.cmd.Process.Pid)
+}
+
+// processCPUSeconds is a process's user and system time.
+func processCPUSeconds(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -111,6 +116,19 @@ func (o *operator) cpuSeconds() (float64, error) {
 	}
 	const ticks = 100 // USER_HZ on Linux
 	return (utime + stime) / ticks, nil
+}
+
+// serverCPU is the CPU time the API server and etcd have used: what every
+// contender's writes cost the control plane.
+func serverCPU(env *testenv.Env) float64 {
+	var sum float64
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if pid := env.PID(name); pid > 0 {
+			s, _ := processCPUSeconds(pid)
+			sum += s
+		}
+	}
+	return sum
 }
 
 // peakRSS is the process's VmHWM in MiB.

@@ -170,12 +170,14 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	if o.profile {
 		go func() { _ = saveProfile(op, "profile?seconds=30", filepath.Join(o.work, "cpu-"+plan+".pprof")) }()
 	}
+	serverCPUBefore := serverCPU(o.env)
 	if err := createCoops(ctx, c, t, coops, plan); err != nil {
 		return operatorRun{}, err
 	}
 	if err := t.waitAll(ctx, coops, 30*time.Minute); err != nil {
 		return operatorRun{}, fmt.Errorf("operator: %w", err)
 	}
+	serverCPUReady := serverCPU(o.env)
 	// Writes that come after Ready count too.
 	after, err := waitIdle(ctx, op, total)
 	if err != nil {
@@ -201,7 +203,9 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	}
 	requests := diff(after.requestsByVerb(), before.requestsByVerb())
 	n := float64(len(coops))
-	return operatorRun{run: t.result(coops), CPUSeconds: round(cpuAfter - cpuBefore), PeakRSSMiB: round(rss),
+	r := t.result(coops)
+	r.ServerCPUSeconds = round(serverCPUReady - serverCPUBefore)
+	return operatorRun{run: r, CPUSeconds: round(cpuAfter - cpuBefore), PeakRSSMiB: round(rss),
 		RSSAnonMiB: round(anon), RSSFileMiB: round(file), ServerSide: diff(serverAfter, serverBefore),
 		Requests: requests, WritesPerCoop: round(mutating(requests) / n), EventsPerCoop: round(float64(events) / n)}, nil
 }

@@ -13,6 +13,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"cooperator.dev/cooperator/controllers"
 )
 
 type results struct {
@@ -20,6 +22,9 @@ type results struct {
 	Command string `json:"command"`
 	N       int    `json:"n"`
 	Machine host   `json:"machine"`
+	// MemoryLimit is the container memory limit the operator ran as if
+	// under, when one was given.
+	MemoryLimit string `json:"memoryLimit,omitempty"`
 	// Objects are what each contender makes per tenant, as kind/name.
 	Objects     []string     `json:"objectsPerTenant"`
 	Floor       run          `json:"floor"`
@@ -101,15 +106,18 @@ func (r *results) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Scale benchmark: %d coops\n\n", r.N)
 	fmt.Fprintf(&b, "`%s`, %s, %d cores, load average %s before and %s after.\n\n", r.Command, r.Date, r.Machine.Cores, r.Machine.LoadBefore, r.Machine.LoadAfter)
+	if r.MemoryLimit != "" {
+		fmt.Fprintf(&b, "The operator ran as under a container memory limit of %s: GOMEMLIMIT at %.0f%% of it, as it sets itself from its cgroup.\n\n", r.MemoryLimit, controllers.MemoryLimitRatio*100)
+	}
 	fmt.Fprintf(&b, "Each tenant: %d objects (%s).\n\n", len(r.Objects), strings.Join(r.Objects, ", "))
-	b.WriteString("| contender | all Ready | p50 | p99 | ratio |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| floor: client-go, unthrottled | %.1f s | %.2f s | %.2f s | 1 |\n", r.Floor.AllReadySeconds, r.Floor.P50Seconds, r.Floor.P99Seconds)
-	fmt.Fprintf(&b, "| operator | %.1f s | %.2f s | %.2f s | %.2f × floor |\n", r.Operator.AllReadySeconds, r.Operator.P50Seconds, r.Operator.P99Seconds, r.Ratios.OperatorToFloor)
+	b.WriteString("| contender | all Ready | p50 | p99 | ratio | API server and etcd CPU |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| floor: client-go, unthrottled | %.1f s | %.2f s | %.2f s | 1 | %.1f s |\n", r.Floor.AllReadySeconds, r.Floor.P50Seconds, r.Floor.P99Seconds, r.Floor.ServerCPUSeconds)
+	fmt.Fprintf(&b, "| operator | %.1f s | %.2f s | %.2f s | %.2f × floor | %.1f s |\n", r.Operator.AllReadySeconds, r.Operator.P50Seconds, r.Operator.P99Seconds, r.Ratios.OperatorToFloor, r.Operator.ServerCPUSeconds)
 	if r.Helm != nil {
-		fmt.Fprintf(&b, "| helm install per tenant (%s) | %.1f s | %.2f s | %.2f s | %.2f × operator |\n", r.HelmVersion, r.Helm.AllReadySeconds, r.Helm.P50Seconds, r.Helm.P99Seconds, r.Ratios.HelmToOperator)
+		fmt.Fprintf(&b, "| helm install per tenant (%s) | %.1f s | %.2f s | %.2f s | %.2f × operator | %.1f s |\n", r.HelmVersion, r.Helm.AllReadySeconds, r.Helm.P50Seconds, r.Helm.P99Seconds, r.Ratios.HelmToOperator, r.Helm.ServerCPUSeconds)
 	}
 	if d := r.Databases; d != nil {
-		fmt.Fprintf(&b, "| operator, shared databases on PostgreSQL (apart) | %.1f s | %.2f s | %.2f s | |\n", d.AllReadySeconds, d.P50Seconds, d.P99Seconds)
+		fmt.Fprintf(&b, "| operator, shared databases on PostgreSQL (apart) | %.1f s | %.2f s | %.2f s | | %.1f s |\n", d.AllReadySeconds, d.P50Seconds, d.P99Seconds, d.ServerCPUSeconds)
 	}
 	b.WriteString("\n| operator | CPU | peak RSS | writes per coop | requests by verb |\n|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| pass A | %.1f s | %.1f MiB | %.2f | %s |\n", r.Operator.CPUSeconds, r.Operator.PeakRSSMiB, r.Operator.WritesPerCoop, verbs(r.Operator.Requests))
