@@ -219,24 +219,9 @@ func databaseServer(name, pool string, pg *testenv.Postgres, secret string, max 
 	}
 }
 
-// installCNPGCRD serves postgresql.cnpg.io/v1 Cluster, as CloudNativePG's
-// own CRD would, with the smallest schema that keeps every field.
+// installCNPGCRD serves postgresql.cnpg.io/v1 Cluster.
 func installCNPGCRD(ctx context.Context) error {
-	crd := &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "clusters.postgresql.cnpg.io"},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: "postgresql.cnpg.io",
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "clusters", Singular: "cluster", Kind: "Cluster", ListKind: "ClusterList"},
-			Scope: apiextensionsv1.NamespaceScoped,
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name: "v1", Served: true, Storage: true,
-				Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-					Type: "object", XPreserveUnknownFields: ptr.To(true),
-				}},
-			}},
-		},
-	}
+	crd := testenv.CNPGClusterCRD()
 	if err := adminClient.Create(ctx, crd); err != nil {
 		return err
 	}

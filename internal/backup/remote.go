@@ -180,20 +180,30 @@ func copyTar(w io.Writer, body io.Reader) error {
 	return err
 }
 
-// SendVolumes streams each volume as a tar archive to the runner at url
-// (http://host:port), once it answers, waiting at most wait for it.
-func SendVolumes(ctx context.Context, url, token string, volumes []Volume, wait time.Duration) error {
+// dialRunner checks the volumes and waits, at most wait, until the runner at
+// url answers; it returns the url without a trailing slash and the client.
+func dialRunner(ctx context.Context, url, token string, volumes []Volume, wait time.Duration, verb string) (string, *http.Client, error) {
 	if len(volumes) == 0 {
-		return errors.New("no volume to send")
+		return "", nil, fmt.Errorf("no volume to %s", verb)
 	}
 	for _, v := range volumes {
 		if err := v.Validate(); err != nil {
-			return err
+			return "", nil, err
 		}
 	}
 	url = strings.TrimSuffix(url, "/")
 	c := &http.Client{}
 	if err := waitReady(ctx, c, url, token, wait); err != nil {
+		return "", nil, err
+	}
+	return url, c, nil
+}
+
+// SendVolumes streams each volume as a tar archive to the runner at url
+// (http://host:port), once it answers, waiting at most wait for it.
+func SendVolumes(ctx context.Context, url, token string, volumes []Volume, wait time.Duration) error {
+	url, c, err := dialRunner(ctx, url, token, volumes, wait, "send")
+	if err != nil {
 		return err
 	}
 	for _, v := range volumes {

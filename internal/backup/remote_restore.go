@@ -233,17 +233,8 @@ func (s *VolumeServer) swapped(ctx context.Context) error {
 // unpacks it beside the live files, and swaps them in when the runner says
 // the databases are restored; otherwise it leaves every volume as it was.
 func ReceiveVolumes(ctx context.Context, url, token string, volumes []Volume, wait time.Duration) error {
-	if len(volumes) == 0 {
-		return errors.New("no volume to receive")
-	}
-	for _, v := range volumes {
-		if err := v.Validate(); err != nil {
-			return err
-		}
-	}
-	url = strings.TrimSuffix(url, "/")
-	c := &http.Client{}
-	if err := waitReady(ctx, c, url, token, wait); err != nil {
+	url, c, err := dialRunner(ctx, url, token, volumes, wait, "receive")
+	if err != nil {
 		return err
 	}
 	do := func(method, path string, body io.Reader) (*http.Response, error) {

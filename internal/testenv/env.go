@@ -44,6 +44,8 @@ type Options struct {
 	// garbage collector from its start, instead of after its next
 	// discovery refresh.
 	Prepare func(ctx context.Context, cfg *rest.Config) error
+	// Profiling serves the API server's /debug/pprof, for the bench.
+	Profiling bool
 }
 
 // Env is a running local control plane.
@@ -163,7 +165,7 @@ func (e *Env) start(ctx context.Context, opts Options) error {
 		// Room for a Service per tenant of a few thousand (make bench).
 		"--service-cluster-ip-range=10.0.0.0/20",
 		"--allow-privileged=true",
-		"--profiling=false",
+		fmt.Sprintf("--profiling=%t", opts.Profiling),
 		"--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
 		"--v=0",
 	)

@@ -63,7 +63,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench", "Folder for results.json, results.md and ready.png.")
 	flag.BoolVar(&o.skipHelm, "skip-helm", false, "Leave Helm out (its run takes about ten minutes at N=1000).")
 	flag.BoolVar(&o.skipDB, "skip-databases", false, "Leave pass B, the shared databases, out.")
-	flag.BoolVar(&o.profile, "profile", false, "Save the operator's CPU profile of the first 30 s of each pass and its heap after pass A, in the work folder.")
+	flag.BoolVar(&o.profile, "profile", false, "Save the CPU profiles of the operator for the first 30 s of each pass and of the API server for its first 20 s, and the operator's heap after pass A, in the work folder.")
 	flag.StringVar(&operatorFlags, "operator-flags", "", "Extra flags for the operator, space-separated.")
 	flag.StringVar(&o.memoryLimit, "memory-limit", "", "Run the operator as under a container memory limit (such as 192Mi): with the soft limit it would set from it. Empty: no limit.")
 	flag.Parse()
@@ -100,7 +100,7 @@ func bench(ctx context.Context, o options) error {
 	// The logs stay; etcd's data, hundreds of MiB at N=1000, goes once the
 	// control plane has stopped.
 	defer func() { _ = os.RemoveAll(filepath.Join(work, "cluster", "etcd")) }()
-	env, err := testenv.Start(ctx, testenv.Options{Dir: filepath.Join(work, "cluster"), Nodes: o.nodes})
+	env, err := testenv.Start(ctx, testenv.Options{Dir: filepath.Join(work, "cluster"), Nodes: o.nodes, Profiling: o.profile})
 	if err != nil {
 		return err
 	}
@@ -187,6 +187,9 @@ func bench(ctx context.Context, o options) error {
 	floorNames := names("floor", o.n)
 	logf("Floor: plain client-go, %d workers, %d tenants", o.floorWorkers, o.n)
 	cpu := serverCPU(env)
+	if o.profile {
+		go func() { _ = saveServerProfile(o.apiserver, filepath.Join(work, "apiserver-floor.pprof")) }()
+	}
 	if err := floor(ctx, dyn, floorTracker, stack, template, floorNames, o.floorWorkers); err != nil {
 		return err
 	}

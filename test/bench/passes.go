@@ -169,6 +169,7 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	}
 	if o.profile {
 		go func() { _ = saveProfile(op, "profile?seconds=30", filepath.Join(o.work, "cpu-"+plan+".pprof")) }()
+		go func() { _ = saveServerProfile(o.apiserver, filepath.Join(o.work, "apiserver-"+plan+".pprof")) }()
 	}
 	serverCPUBefore := serverCPU(o.env)
 	if err := createCoops(ctx, c, t, coops, plan); err != nil {
@@ -312,7 +313,32 @@ func saveProfile(op *operator, what, path string) error {
 	if err != nil {
 		return err
 	}
+	return saveBody(resp, path)
+}
+
+// saveServerProfile saves the API server's CPU profile of the next 20 s.
+func saveServerProfile(cfg *rest.Config, path string) error {
+	c, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	c.Timeout = 2 * time.Minute
+	req, err := http.NewRequest(http.MethodGet, cfg.Host+"/debug/pprof/profile?seconds=20", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	return saveBody(resp, path)
+}
+
+func saveBody(resp *http.Response, path string) error {
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Request.URL.Path, resp.Status)
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
