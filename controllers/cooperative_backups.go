@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,14 +68,6 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 		return ctrl.Result{}, nil
 	}
 	db := coop.Status.Database
-	if coop.EffectiveDatabaseMode(s.plan) == v1alpha1.DatabaseModeDedicated {
-		if err := r.unscheduleBackups(ctx, coop); err != nil {
-			return ctrl.Result{}, err
-		}
-		setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionTrue, v1alpha1.BackupsUnsupportedReason,
-			"The operator does not back up dedicated databases yet: use the CloudNativePG cluster's own backups")
-		return ctrl.Result{}, nil
-	}
 	if s.connection == nil || db == nil {
 		not(v1alpha1.ProgressingReason, "Backups start once the coop's database is ready")
 		return ctrl.Result{}, nil
@@ -109,7 +102,10 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 		Encrypted: recipients != "",
 	}
 	for _, app := range db.Apps {
-		target.Databases = append(target.Databases, app.Name)
+		// In a dedicated cluster the apps share the coop's database.
+		if !slices.Contains(target.Databases, app.Name) {
+			target.Databases = append(target.Databases, app.Name)
+		}
 	}
 	vols, skipped, err := appVolumes(ctx, r.Client, coop)
 	if err != nil {

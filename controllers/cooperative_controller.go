@@ -68,8 +68,9 @@ type scope struct {
 	plan *v1alpha1.Plan
 	// exposures is set by reconcileApps: the apps that serve HTTP.
 	exposures []exposure
-	// connection is set by reconcileDatabase in Shared mode: how the coop's
-	// role reaches its databases, with the password the server has.
+	// connection is set by reconcileDatabase once the coop's database is
+	// ready, on a shared server or in its own cluster: how the coop's role
+	// reaches its databases, with the password the server has.
 	connection *specs.Connection
 }
 

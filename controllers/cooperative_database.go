@@ -433,7 +433,7 @@ func (r *CooperativeReconciler) reconcileDedicatedDatabase(ctx context.Context, 
 		}
 	}
 	conn := specs.Connection{Host: specs.ClusterHost(coop), Port: 5432, Database: specs.DedicatedDatabase,
-		User: specs.DedicatedDatabase, Password: password, SSLMode: "require"}
+		User: specs.DedicatedDatabase, Password: password, SSLMode: specs.ClusterSSLMode}
 	applies := []func() (string, error){
 		applyOne(ctx, r.Client, &corev1.Secret{}, specs.ClusterBootstrapSecret(coop, password), corev1ac.ExtractSecret),
 		applyOne(ctx, r.Client, &networkingv1.NetworkPolicy{}, specs.DatabaseClusterPolicy(coop, r.Options), networkingv1ac.ExtractNetworkPolicy),
@@ -463,6 +463,7 @@ func (r *CooperativeReconciler) reconcileDedicatedDatabase(ctx context.Context, 
 		return ctrl.Result{}, err
 	}
 	if clusterReady(cluster) {
+		s.connection = &conn
 		setCondition(coop, v1alpha1.DatabaseReadyCondition, metav1.ConditionTrue, v1alpha1.DatabaseProvisionedReason,
 			"Database app in the coop's own CloudNativePG cluster")
 	} else {

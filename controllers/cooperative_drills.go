@@ -54,6 +54,14 @@ func (r *CooperativeReconciler) reconcileDrills(ctx context.Context, s *scope, t
 		return ctrl.Result{}, r.unscheduleDrills(ctx, coop,
 			fmt.Sprintf("Plan %s turns restore drills off: the coop's backups are not proven by restoring them", s.plan.Name))
 	}
+	if coop.Status.Database.Mode == v1alpha1.DatabaseModeDedicated {
+		if err := r.unscheduleDrills(ctx, coop, ""); err != nil {
+			return ctrl.Result{}, err
+		}
+		setCondition(coop, v1alpha1.RestoreVerifiedCondition, metav1.ConditionFalse, v1alpha1.DrillUnsupportedReason,
+			"Drills restore into a scratch database beside the coop's, which the operator cannot make in a dedicated CloudNativePG cluster yet: this coop's backups are taken but not proven by a drill (a Restore still checks every checksum first)")
+		return ctrl.Result{}, nil
+	}
 	scratch, err := r.ensureScratchDatabase(ctx, coop)
 	if errors.Is(err, errScratchTaken) {
 		// Nothing of another role is touched; the coop keeps its backups.

@@ -342,10 +342,8 @@ func (r *RestoreReconciler) resolve(ctx context.Context, restore *v1alpha1.Resto
 	}
 	p := &restorePlan{target: target}
 	db := target.Status.Database
-	if db != nil && db.Mode == v1alpha1.DatabaseModeDedicated {
-		return nil, stopRestore(v1alpha1.RestoreUnsupportedReason, "Coop %s has a dedicated database: restoring into it is not supported yet", target.Name)
-	}
-	if db == nil || db.Server == "" || !meta.IsStatusConditionTrue(target.Status.Conditions, v1alpha1.DatabaseReadyCondition) {
+	dedicated := db != nil && db.Mode == v1alpha1.DatabaseModeDedicated
+	if db == nil || (db.Server == "" && !dedicated) || !meta.IsStatusConditionTrue(target.Status.Conditions, v1alpha1.DatabaseReadyCondition) {
 		return nil, waitRestore(v1alpha1.RestoreRunningReason, "Waiting for the database of coop %s to be ready", target.Name)
 	}
 
@@ -419,16 +417,20 @@ func (r *RestoreReconciler) resolve(ctx context.Context, restore *v1alpha1.Resto
 		p.identity = identity
 	}
 
-	server := &v1alpha1.DatabaseServer{}
-	if err := r.Get(ctx, client.ObjectKey{Name: db.Server}, server); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, waitRestore(v1alpha1.RestoreRunningReason, "DatabaseServer %s of coop %s does not exist", db.Server, target.Name)
+	sslMode := specs.ClusterSSLMode
+	if !dedicated {
+		server := &v1alpha1.DatabaseServer{}
+		if err := r.Get(ctx, client.ObjectKey{Name: db.Server}, server); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, waitRestore(v1alpha1.RestoreRunningReason, "DatabaseServer %s of coop %s does not exist", db.Server, target.Name)
+			}
+			return nil, err
 		}
-		return nil, err
+		sslMode = server.Spec.SSLMode
 	}
 	p.job = specs.RestoreTarget{
 		Source: source.Name, ID: id, Store: p.store.Spec, StoreSecret: p.store.Spec.CredentialsSecretRef.Name,
-		Host: db.Host, Port: db.Port, User: db.Role, SSLMode: server.Spec.SSLMode, Rename: rename,
+		Host: db.Host, Port: db.Port, User: db.Role, SSLMode: sslMode, Rename: rename,
 		Encrypted: p.identity != "",
 	}
 	return p, nil
@@ -508,7 +510,17 @@ func (r *RestoreReconciler) storeOf(ctx context.Context, source *v1alpha1.Cooper
 // target does not run refuses the Restore, naming the app.
 func databaseMap(m *backup.Manifest, source, target *v1alpha1.Cooperative) ([][2]string, error) {
 	db := target.Status.Database
+	sourceDedicated := source.Status.Database != nil && source.Status.Database.Mode == v1alpha1.DatabaseModeDedicated
+	if dedicated := db.Mode == v1alpha1.DatabaseModeDedicated; dedicated != sourceDedicated {
+		return nil, stopRestore(v1alpha1.RestoreUnsupportedReason,
+			"Coop %s has a %s database and coop %s a %s one: a restore between a shared server and a dedicated cluster is not supported",
+			source.Name, modeName(sourceDedicated), target.Name, modeName(dedicated))
+	}
 	sourceDB := source.DatabaseName()
+	if sourceDedicated {
+		// One database, of the same name in every dedicated cluster.
+		sourceDB = specs.DedicatedDatabase
+	}
 	into := map[string]string{sourceDB: db.Name}
 	for _, app := range db.Apps {
 		into[postgres.AppDatabaseName(sourceDB, app.App)] = app.Name
@@ -531,6 +543,13 @@ func databaseMap(m *backup.Manifest, source, target *v1alpha1.Cooperative) ([][2
 		out = append(out, [2]string{name, to})
 	}
 	return out, nil
+}
+
+func modeName(dedicated bool) string {
+	if dedicated {
+		return "dedicated"
+	}
+	return "shared"
 }
 
 // appsRunning names a workload of the target's apps that is not scaled to

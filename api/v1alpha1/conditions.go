@@ -114,8 +114,6 @@ const (
 
 	// BackupsScheduledReason: the coop's backup CronJob is in place and its store answers.
 	BackupsScheduledReason = "Scheduled"
-	// BackupsUnsupportedReason: the coop's database is dedicated, which the operator does not back up yet.
-	BackupsUnsupportedReason = "Unsupported"
 	// BackupsNotRequestedReason: neither the coop nor its plan names a backup store.
 	BackupsNotRequestedReason = "NotRequested"
 	// FinalBackupFailedReason: the backup taken before a coop's databases are dropped failed; they are kept.
@@ -149,6 +147,8 @@ const (
 	DrillPendingReason = "DrillPending"
 	// DrillsNotRequestedReason: the coop is not backed up, or its plan turns drills off.
 	DrillsNotRequestedReason = "NotRequested"
+	// DrillUnsupportedReason: the coop's database is dedicated, where drills have no scratch database yet.
+	DrillUnsupportedReason = "Unsupported"
 
 	// DeletingReason: the coop is being deleted.
 	DeletingReason = "Deleting"
@@ -182,7 +182,7 @@ const (
 	CloneNotAllowedReason = "CloneNotAllowed"
 	// IdentityNeededReason: the backup is encrypted, and spec.identitySecret names no Secret with a valid identity.
 	IdentityNeededReason = "IdentityNeeded"
-	// RestoreUnsupportedReason: the target's database is dedicated, which restores do not support yet.
+	// RestoreUnsupportedReason: the backup is of a shared server's databases and the target's is a dedicated cluster, or the other way round.
 	RestoreUnsupportedReason = "Unsupported"
 	// BackupNotFoundReason: the store holds no backup of that id, or none at all.
 	BackupNotFoundReason = "BackupNotFound"

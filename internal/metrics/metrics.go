@@ -225,11 +225,10 @@ var sortedResources = []string{ResourceCPU, ResourceMemory, ResourceStorage, Res
 // long without a backup, by the schedule its backups run on (see
 // BackupDue). A store that is missing or down makes no backups: its coops
 // go stale too, as do those of a schedule that does not parse, which runs
-// none. A coop that is not to be backed up (no store, a dedicated
-// database) is never stale.
+// none. A coop that is not to be backed up (no store) is never stale.
 func BackupStale(coop *v1alpha1.Cooperative, schedule string, now time.Time) bool {
 	c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.BackupsReadyCondition)
-	if c == nil || c.Reason == v1alpha1.BackupsNotRequestedReason || c.Reason == v1alpha1.BackupsUnsupportedReason {
+	if c == nil || c.Reason == v1alpha1.BackupsNotRequestedReason {
 		return false
 	}
 	due, err := BackupDue(coop, schedule)

@@ -70,7 +70,6 @@ func TestBackupStale(t *testing.T) {
 		"coop without a backup since two runs":        {coop(now.Add(-34*time.Hour), backups(v1alpha1.BackupsScheduledReason)), daily, true},
 		"coop whose backup is missing since two runs": {coop(now.Add(-34*time.Hour), backups(v1alpha1.BackupMissingReason)), daily, true},
 		"no backup store":                             {coop(old, backups(v1alpha1.BackupsNotRequestedReason)), daily, false},
-		"dedicated database":                          {coop(old, backups(v1alpha1.BackupsUnsupportedReason)), daily, false},
 		"store down, no backup for three days":        {coop(old, backups(v1alpha1.BackupStoreNotReadyReason)), daily, true},
 		"store gone, last backup an hour ago":         {coop(old, backups(v1alpha1.BackupStoreNotFoundReason), lastBackup(now.Add(-time.Hour), 1)), daily, false},
 		"a schedule that does not parse runs none":    {coop(old, backups(v1alpha1.BackupsScheduledReason), lastBackup(now.Add(-time.Hour), 1)), "daily", true},

@@ -130,15 +130,17 @@ func BackupCronJob(coop *v1alpha1.Cooperative, t BackupTarget, opts Options) *ba
 		fmt.Sprintf("--keep-monthly=%d", t.Retention.Monthly),
 	)
 	env := append([]*corev1ac.EnvVarApplyConfiguration{secretEnv("PGPASSWORD", BackupName(coop), "password")}, storeKeyEnv(t.StoreSecret)...)
+	// The labels let the runner into a dedicated cluster, and let senders
+	// reach it.
 	podLabels := Labels(coop)
+	podLabels[BackupRunnerLabel] = coop.Name
+	podLabels[RunnerLabel] = "backup"
 	if len(t.RemoteVolumes) > 0 {
 		args = append(args, fmt.Sprintf("--listen=:%d", VolumesPort))
 		for _, v := range t.RemoteVolumes {
 			args = append(args, "--remote-volume="+v)
 		}
 		env = append(env, secretEnv("VOLUME_TOKEN", VolumeTokenSecretOfRunner(coop), VolumeTokenKey))
-		podLabels[BackupRunnerLabel] = coop.Name
-		podLabels[RunnerLabel] = "backup"
 	}
 	pod := runnerPod(opts, "backup", args, env...)
 	if t.Encrypted {

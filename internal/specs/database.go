@@ -85,6 +85,8 @@ const (
 	DedicatedDatabase = "app"
 	// CNPGClusterLabel is set by CloudNativePG on a cluster's pods.
 	CNPGClusterLabel = "cnpg.io/cluster"
+	// ClusterSSLMode: CloudNativePG serves TLS with certificates of its own CA.
+	ClusterSSLMode = "require"
 )
 
 // ClusterHost is the read-write Service of the coop's cluster.

@@ -106,7 +106,13 @@ func DatabaseClusterPolicy(coop *v1alpha1.Cooperative, opts Options) *networking
 		WithIngress(networkingv1ac.NetworkPolicyIngressRule().
 			WithFrom(networkingv1ac.NetworkPolicyPeer().WithNamespaceSelector(
 				metav1ac.LabelSelector().WithMatchLabels(map[string]string{namespaceNameLabel: opts.CNPGNamespace}))).
-			WithPorts(port(corev1.ProtocolTCP, 8000), port(corev1.ProtocolTCP, 5432))).
+			WithPorts(port(corev1.ProtocolTCP, 8000), port(corev1.ProtocolTCP, 5432)),
+			// The coop's own backup and restore runners, and no other coop's.
+			networkingv1ac.NetworkPolicyIngressRule().
+				WithFrom(networkingv1ac.NetworkPolicyPeer().
+					WithNamespaceSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{namespaceNameLabel: opts.OperatorNamespace})).
+					WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{BackupRunnerLabel: coop.Name}))).
+				WithPorts(port(corev1.ProtocolTCP, 5432))).
 		WithEgress(networkingv1ac.NetworkPolicyEgressRule().
 			WithPorts(port(corev1.ProtocolTCP, 443), port(corev1.ProtocolTCP, 6443))))
 }

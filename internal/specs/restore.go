@@ -120,10 +120,11 @@ func RestoreJob(restore *v1alpha1.Restore, target *v1alpha1.Cooperative, t Resto
 	if t.Encrypted {
 		pod.Containers[0].WithArgs("--identity-file=" + mountKey(pod, RestoreName(restore), IdentityKey))
 	}
-	if len(t.RemoteVolumes) == 0 {
-		return runOnce(RestoreJobName(restore), restore, target, opts, pod)
+	if len(t.RemoteVolumes) > 0 {
+		pod.Containers[0].WithPorts(corev1ac.ContainerPort().WithName("volumes").WithContainerPort(VolumesPort))
 	}
-	pod.Containers[0].WithPorts(corev1ac.ContainerPort().WithName("volumes").WithContainerPort(VolumesPort))
+	// The labels let the runner into a dedicated cluster, and let receivers
+	// reach it.
 	job := runOnce(RestoreJobName(restore), restore, target, opts, pod)
 	job.Spec.Template.WithLabels(RestoreRunnerLabels(restore, target))
 	return job

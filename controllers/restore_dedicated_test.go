@@ -1,0 +1,179 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/backup"
+	"cooperator.dev/cooperator/internal/specs"
+)
+
+// A coop on a dedicated CloudNativePG cluster is backed up and restored in
+// place like one on a shared server, through the cluster's read-write
+// Service as its own role. No CloudNativePG runs here: the test marks the
+// Cluster Ready, gives its database to the real PostgreSQL server, and runs
+// the runner's Jobs with the Service's address and TLS rewritten to that
+// server's, as the cluster's DNS and certificates would lead them.
+func TestDedicatedDatabaseIsBackedUpAndRestoredInPlace(t *testing.T) {
+	ctx := context.Background()
+	_, store := restoreEnv(t, "owncluster")
+	plan := &v1alpha1.Plan{}
+	mustGet(t, "", "owncluster-plan", plan)
+	plan.Spec.Database.Mode = v1alpha1.DatabaseModeDedicated
+	if err := adminClient.Update(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	coop := newCoop("own-cluster", "owncluster-plan")
+	coop.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "web", Blueprint: "owncluster-web", Version: "1.0"}}
+	create(t, coop)
+	waitReason(t, "own-cluster", v1alpha1.ClusterNotReadyReason)
+
+	// CloudNativePG's part: the database and its owner, and Ready.
+	owner := &corev1.Secret{}
+	mustGet(t, "coop-own-cluster", specs.ClusterBootstrapSecretName, owner)
+	admin, err := mainPostgres.Superuser(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", specs.DedicatedDatabase, owner.Data["password"]),
+		fmt.Sprintf("CREATE DATABASE %s OWNER %s", specs.DedicatedDatabase, specs.DedicatedDatabase),
+	} {
+		if _, err := admin.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	_ = admin.Close(ctx)
+	cluster := &unstructured.Unstructured{}
+	cluster.SetGroupVersionKind(specs.Cluster(coop, plan).GroupVersionKind())
+	mustGet(t, "coop-own-cluster", specs.ClusterName, cluster)
+	if err := unstructured.SetNestedSlice(cluster.Object, []any{map[string]any{
+		"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready",
+		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+	}}, "status", "conditions"); err != nil {
+		t.Fatal(err)
+	}
+	if err := adminClient.Status().Update(ctx, cluster); err != nil {
+		t.Fatal(err)
+	}
+	coop = backupsReason(t, "own-cluster", v1alpha1.BackupsScheduledReason)
+	waitReady(t, "own-cluster")
+
+	// The cluster lets in the coop's own runners, and only them.
+	policy := &networkingv1.NetworkPolicy{}
+	mustGet(t, "coop-own-cluster", specs.AllowDatabaseCluster, policy)
+	runners := slices.ContainsFunc(policy.Spec.Ingress, func(rule networkingv1.NetworkPolicyIngressRule) bool {
+		return len(rule.From) == 1 && rule.From[0].PodSelector != nil &&
+			rule.From[0].PodSelector.MatchLabels[specs.BackupRunnerLabel] == "own-cluster" &&
+			rule.From[0].NamespaceSelector != nil && rule.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == adminNamespace
+	})
+	if !runners {
+		t.Errorf("policy %s does not let the coop's runners in: %+v", specs.AllowDatabaseCluster, policy.Spec.Ingress)
+	}
+	cronJob := &batchv1.CronJob{}
+	mustGet(t, adminNamespace, specs.BackupName(coop), cronJob)
+	if l := cronJob.Spec.JobTemplate.Spec.Template.Labels[specs.BackupRunnerLabel]; l != "own-cluster" {
+		t.Errorf("backup pods carry %s=%q, want the coop's name", specs.BackupRunnerLabel, l)
+	}
+	args := strings.Join(cronJob.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Args, " ")
+	for _, want := range []string{"--db-host=database-rw.coop-own-cluster.svc", "--db-port=5432", "--db-user=app", "--db-sslmode=require", "--db-name=app"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("backup arguments %q lack %s", args, want)
+		}
+	}
+	if c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.RestoreVerifiedCondition); c == nil || c.Reason != v1alpha1.DrillUnsupportedReason {
+		t.Errorf("RestoreVerified = %+v, want reason %s: drills cannot run in a dedicated cluster", c, v1alpha1.DrillUnsupportedReason)
+	}
+
+	run := func(statements ...string) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, mainPostgres.URL(specs.DedicatedDatabase, string(owner.Data["password"]), specs.DedicatedDatabase))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close(ctx) }()
+		for _, s := range statements {
+			if _, err := conn.Exec(ctx, s); err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+		}
+	}
+	run("CREATE TABLE orders (item text)", "INSERT INTO orders VALUES ('bike'), ('lamp')")
+	code, out, _ := runContainerWith(t, cronJob.Spec.JobTemplate.Spec.Template.Spec, toLocalServer)
+	if code != 0 {
+		t.Fatalf("the scheduled backup of the dedicated database failed: %s", out)
+	}
+	c, err := backup.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Latest(ctx, "own-cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dbs := m.Databases(); !slices.Equal(dbs, []string{specs.DedicatedDatabase}) {
+		t.Errorf("backup holds databases %v, want the cluster's one", dbs)
+	}
+
+	run("DELETE FROM orders WHERE item = 'lamp'", "INSERT INTO orders VALUES ('mistake')")
+	restore := newRestore("own-cluster", "undo-cluster", v1alpha1.RestoreSpec{BackupID: m.ID})
+	create(t, restore)
+	if code, out := runHeldJob(t, specs.VerifyJobName(restore)); code != 0 {
+		t.Fatalf("verify failed: %s", out)
+	}
+	job := &batchv1.Job{}
+	waitFor(t, 60*time.Second, "the restore Job", func(ctx context.Context) (bool, error) {
+		err := adminClient.Get(ctx, client.ObjectKey{Namespace: adminNamespace, Name: specs.RestoreJobName(restore)}, job)
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	if l := job.Spec.Template.Labels[specs.BackupRunnerLabel]; l != "own-cluster" {
+		t.Errorf("restore pods carry %s=%q, want the coop's name", specs.BackupRunnerLabel, l)
+	}
+	if code, out := runHeldJobWith(t, specs.RestoreJobName(restore), toLocalServer); code != 0 {
+		t.Fatalf("the restore into the dedicated database failed: %s", out)
+	}
+	waitRestorePhase(t, restore, v1alpha1.RestoreSucceeded)
+	conn, err := pgx.Connect(ctx, mainPostgres.URL(specs.DedicatedDatabase, string(owner.Data["password"]), specs.DedicatedDatabase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	var items string
+	if err := conn.QueryRow(ctx, "SELECT string_agg(item, ',' ORDER BY item) FROM orders").Scan(&items); err != nil {
+		t.Fatal(err)
+	}
+	if items != "bike,lamp" {
+		t.Errorf("after the restore the orders are %q, want the backup's bike,lamp", items)
+	}
+}
+
+// toLocalServer points a runner's database arguments at the test's
+// PostgreSQL server, where the cluster's Service and TLS would lead it.
+func toLocalServer(args []string) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		switch {
+		case strings.HasPrefix(a, "--db-host="):
+			a = "--db-host=" + mainPostgres.Host
+		case strings.HasPrefix(a, "--db-port="):
+			a = fmt.Sprintf("--db-port=%d", mainPostgres.Port)
+		case strings.HasPrefix(a, "--db-sslmode="):
+			a = "--db-sslmode=disable"
+		}
+		out = append(out, a)
+	}
+	return out
+}
