@@ -55,7 +55,7 @@ func (r *CooperativeReconciler) reconcileDrills(ctx context.Context, s *scope, t
 			fmt.Sprintf("Plan %s turns restore drills off: the coop's backups are not proven by restoring them", s.plan.Name))
 	}
 	if coop.Status.Database.Mode == v1alpha1.DatabaseModeDedicated {
-		if err := r.unscheduleDrills(ctx, coop, ""); err != nil {
+		if err := r.deleteDrillCronJob(ctx, coop); err != nil {
 			return ctrl.Result{}, err
 		}
 		setCondition(coop, v1alpha1.RestoreVerifiedCondition, metav1.ConditionFalse, v1alpha1.DrillUnsupportedReason,
@@ -286,12 +286,18 @@ func drillCondition(coop *v1alpha1.Cooperative, schedule string) (metav1.Conditi
 // not drilled, and says why. The scratch database stays until the coop's
 // databases go.
 func (r *CooperativeReconciler) unscheduleDrills(ctx context.Context, coop *v1alpha1.Cooperative, why string) error {
-	if ns := r.Options.OperatorNamespace; ns != "" {
-		key := metav1.ObjectMeta{Namespace: ns, Name: specs.DrillName(coop)}
-		if err := r.deleteIfPresent(ctx, &batchv1.CronJob{ObjectMeta: key}); err != nil {
-			return err
-		}
+	if err := r.deleteDrillCronJob(ctx, coop); err != nil {
+		return err
 	}
 	setCondition(coop, v1alpha1.RestoreVerifiedCondition, metav1.ConditionTrue, v1alpha1.DrillsNotRequestedReason, why)
 	return nil
+}
+
+// deleteDrillCronJob removes the coop's drill CronJob, if it has one.
+func (r *CooperativeReconciler) deleteDrillCronJob(ctx context.Context, coop *v1alpha1.Cooperative) error {
+	ns := r.Options.OperatorNamespace
+	if ns == "" {
+		return nil
+	}
+	return r.deleteIfPresent(ctx, &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: specs.DrillName(coop)}})
 }
