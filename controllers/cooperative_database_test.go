@@ -353,6 +353,24 @@ func TestDeletionPolicyKeepsOrDropsTheDatabase(t *testing.T) {
 	}
 }
 
+// markClusterReady reports a coop's CloudNativePG cluster Ready, as
+// CloudNativePG would; none runs here.
+func markClusterReady(t *testing.T, namespace string) {
+	t.Helper()
+	cluster := &unstructured.Unstructured{}
+	cluster.SetGroupVersionKind(CNPGCluster)
+	mustGet(t, namespace, specs.ClusterName, cluster)
+	if err := unstructured.SetNestedSlice(cluster.Object, []any{map[string]any{
+		"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready",
+		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+	}}, "status", "conditions"); err != nil {
+		t.Fatal(err)
+	}
+	if err := adminClient.Status().Update(context.Background(), cluster); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDedicatedModeRunsACloudNativePGCluster(t *testing.T) {
 	startOperator(t)
 	ctx := context.Background()
@@ -371,16 +389,7 @@ func TestDedicatedModeRunsACloudNativePGCluster(t *testing.T) {
 	if owner, _, _ := unstructured.NestedString(cluster.Object, "spec", "bootstrap", "initdb", "owner"); owner != specs.DedicatedDatabase {
 		t.Errorf("initdb owner = %q", owner)
 	}
-	// CloudNativePG reports the cluster ready.
-	if err := unstructured.SetNestedSlice(cluster.Object, []any{map[string]any{
-		"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready",
-		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-	}}, "status", "conditions"); err != nil {
-		t.Fatal(err)
-	}
-	if err := adminClient.Status().Update(ctx, cluster); err != nil {
-		t.Fatal(err)
-	}
+	markClusterReady(t, "coop-own-db")
 	coop := waitReady(t, "own-db")
 	if coop.Status.Database.Mode != v1alpha1.DatabaseModeDedicated || coop.Status.Database.Host != "database-rw.coop-own-db.svc" {
 		t.Errorf("status.database = %+v", coop.Status.Database)

@@ -15,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -473,18 +472,7 @@ func TestDedicatedCoopsAppsShareTheClustersDatabase(t *testing.T) {
 		t.Errorf("forum-database: dbname %s, host %s; want the cluster's database", creds["dbname"], creds["host"])
 	}
 
-	cluster := &unstructured.Unstructured{}
-	cluster.SetGroupVersionKind(CNPGCluster)
-	mustGet(t, "coop-own-db-apps", specs.ClusterName, cluster)
-	if err := unstructured.SetNestedSlice(cluster.Object, []any{map[string]any{
-		"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready",
-		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-	}}, "status", "conditions"); err != nil {
-		t.Fatal(err)
-	}
-	if err := adminClient.Status().Update(ctx, cluster); err != nil {
-		t.Fatal(err)
-	}
+	markClusterReady(t, "coop-own-db-apps")
 	coop = waitReady(t, "own-db-apps")
 	if apps := coop.Status.Database.Apps; len(apps) != 1 || apps[0].App != "forum" || apps[0].Name != specs.DedicatedDatabase || apps[0].SecretName != "forum-database" {
 		t.Errorf("status.database.apps = %+v", apps)

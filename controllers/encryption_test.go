@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
-	"cooperator.dev/cooperator/internal/backup"
 	"cooperator.dev/cooperator/internal/specs"
 )
 
@@ -37,7 +36,6 @@ func mountedKey(t *testing.T, secret, key, flag string) func([]string) []string 
 // opens; a Restore brings one back with that key, and without it is
 // refused naming the field.
 func TestEncryptedBackupsOpenOnlyWithTheCoopsKey(t *testing.T) {
-	ctx := context.Background()
 	_, store := restoreEnv(t, "sealed")
 	identity, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -67,14 +65,7 @@ func TestEncryptedBackupsOpenOnlyWithTheCoopsKey(t *testing.T) {
 	if code, out, _ := runContainerWith(t, pod, mountedKey(t, specs.BackupName(coop), specs.RecipientsKey, "recipients-file")); code != 0 {
 		t.Fatalf("the scheduled backup failed: %s", out)
 	}
-	bc, err := backup.Open(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := bc.Latest(ctx, "sealed-coop")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := latestBackup(t, store, "sealed-coop")
 	if !m.Encrypted {
 		t.Fatal("the scheduled backup is not encrypted")
 	}

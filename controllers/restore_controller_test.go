@@ -204,11 +204,17 @@ func backUp(t *testing.T, store backup.Store, coop *v1alpha1.Cooperative) *backu
 	if code, out, _ := runContainer(t, cronJob.Spec.JobTemplate.Spec.Template.Spec); code != 0 {
 		t.Fatalf("the scheduled backup failed: %s", out)
 	}
+	return latestBackup(t, store, coop.Name)
+}
+
+// latestBackup is the manifest of a coop's newest backup in the store.
+func latestBackup(t *testing.T, store backup.Store, coop string) *backup.Manifest {
+	t.Helper()
 	c, err := backup.Open(store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := c.Latest(context.Background(), coop.Name)
+	m, err := c.Latest(context.Background(), coop)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,11 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
-	"cooperator.dev/cooperator/internal/backup"
 	"cooperator.dev/cooperator/internal/specs"
 )
 
@@ -57,18 +55,7 @@ func TestDedicatedDatabaseIsBackedUpAndRestoredInPlace(t *testing.T) {
 		}
 	}
 	_ = admin.Close(ctx)
-	cluster := &unstructured.Unstructured{}
-	cluster.SetGroupVersionKind(specs.Cluster(coop, plan).GroupVersionKind())
-	mustGet(t, "coop-own-cluster", specs.ClusterName, cluster)
-	if err := unstructured.SetNestedSlice(cluster.Object, []any{map[string]any{
-		"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready",
-		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-	}}, "status", "conditions"); err != nil {
-		t.Fatal(err)
-	}
-	if err := adminClient.Status().Update(ctx, cluster); err != nil {
-		t.Fatal(err)
-	}
+	markClusterReady(t, "coop-own-cluster")
 	coop = backupsReason(t, "own-cluster", v1alpha1.BackupsScheduledReason)
 	waitReady(t, "own-cluster")
 
@@ -117,14 +104,7 @@ func TestDedicatedDatabaseIsBackedUpAndRestoredInPlace(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("the scheduled backup of the dedicated database failed: %s", out)
 	}
-	c, err := backup.Open(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := c.Latest(ctx, "own-cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := latestBackup(t, store, "own-cluster")
 	if dbs := m.Databases(); !slices.Equal(dbs, []string{specs.DedicatedDatabase}) {
 		t.Errorf("backup holds databases %v, want the cluster's one", dbs)
 	}

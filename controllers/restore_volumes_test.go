@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
-	"cooperator.dev/cooperator/internal/backup"
 	"cooperator.dev/cooperator/internal/specs"
 )
 
@@ -67,14 +66,7 @@ func TestRestoreBringsBackTheAppsVolumes(t *testing.T) {
 	}); code != 0 {
 		t.Fatalf("the backup failed: %s", out)
 	}
-	c, err := backup.Open(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := c.Latest(context.Background(), "keeps-files")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := latestBackup(t, store, "keeps-files")
 	if _, ok := m.VolumeObject("docs-data"); !ok {
 		t.Fatalf("backup %s holds no volume docs-data", m.ID)
 	}
