@@ -135,19 +135,10 @@ func BackupCronJob(coop *v1alpha1.Cooperative, t BackupTarget, opts Options) *ba
 	podLabels := Labels(coop)
 	podLabels[BackupRunnerLabel] = coop.Name
 	podLabels[RunnerLabel] = "backup"
-	if len(t.RemoteVolumes) > 0 {
-		args = append(args, fmt.Sprintf("--listen=:%d", VolumesPort))
-		for _, v := range t.RemoteVolumes {
-			args = append(args, "--remote-volume="+v)
-		}
-		env = append(env, secretEnv("VOLUME_TOKEN", VolumeTokenSecretOfRunner(coop), VolumeTokenKey))
-	}
 	pod := runnerPod(opts, "backup", args, env...)
+	serveVolumes(pod, t.RemoteVolumes, VolumeTokenSecretOfRunner(coop))
 	if t.Encrypted {
 		pod.Containers[0].WithArgs("--recipients-file=" + mountKey(pod, BackupName(coop), RecipientsKey))
-	}
-	if len(t.RemoteVolumes) > 0 {
-		pod.Containers[0].WithPorts(corev1ac.ContainerPort().WithName("volumes").WithContainerPort(VolumesPort))
 	}
 	job := batchv1ac.JobSpec().
 		WithBackoffLimit(2).

@@ -151,6 +151,22 @@ func backupRunnerPolicy(coop *v1alpha1.Cooperative, opts Options) *networkingv1a
 			WithPorts(port(corev1.ProtocolTCP, VolumesPort))))
 }
 
+// serveVolumes makes a runner's pod serve the volumes' tar streams on
+// VolumesPort, to senders or receivers that present the token held in
+// tokenSecret. A runner without volumes serves nothing.
+func serveVolumes(pod *corev1ac.PodSpecApplyConfiguration, volumes []string, tokenSecret string) {
+	if len(volumes) == 0 {
+		return
+	}
+	c := &pod.Containers[0]
+	c.WithArgs(fmt.Sprintf("--listen=:%d", VolumesPort))
+	for _, v := range volumes {
+		c.WithArgs("--remote-volume=" + v)
+	}
+	c.WithEnv(secretEnv("VOLUME_TOKEN", tokenSecret, VolumeTokenKey))
+	c.WithPorts(corev1ac.ContainerPort().WithName("volumes").WithContainerPort(VolumesPort))
+}
+
 // RestoreRunnerLabels mark a restore's runner pod: reachable by the coop's
 // receivers, and behind the Restore's own Service.
 func RestoreRunnerLabels(restore *v1alpha1.Restore, target *v1alpha1.Cooperative) map[string]string {

@@ -109,19 +109,10 @@ func RestoreJob(restore *v1alpha1.Restore, target *v1alpha1.Cooperative, t Resto
 	}
 	args = append(args, t.storeArgs()...)
 	env := append([]*corev1ac.EnvVarApplyConfiguration{secretEnv("PGPASSWORD", RestoreName(restore), "password")}, storeKeyEnv(t.StoreSecret)...)
-	if len(t.RemoteVolumes) > 0 {
-		args = append(args, fmt.Sprintf("--listen=:%d", VolumesPort))
-		for _, v := range t.RemoteVolumes {
-			args = append(args, "--remote-volume="+v)
-		}
-		env = append(env, secretEnv("VOLUME_TOKEN", RestoreName(restore), VolumeTokenKey))
-	}
 	pod := runnerPod(opts, "restore", args, env...)
+	serveVolumes(pod, t.RemoteVolumes, RestoreName(restore))
 	if t.Encrypted {
 		pod.Containers[0].WithArgs("--identity-file=" + mountKey(pod, RestoreName(restore), IdentityKey))
-	}
-	if len(t.RemoteVolumes) > 0 {
-		pod.Containers[0].WithPorts(corev1ac.ContainerPort().WithName("volumes").WithContainerPort(VolumesPort))
 	}
 	// The labels let the runner into a dedicated cluster, and let receivers
 	// reach it.
