@@ -389,14 +389,17 @@ func (r *CooperativeReconciler) hosted(ctx context.Context, server string) (int,
 }
 
 // ensureFinalizer records the coop's server and adds the database finalizer
-// in one patch, before anything exists on the server.
+// in one patch, before anything exists on the server. A dedicated coop,
+// with no server to record, passes "".
 func (r *CooperativeReconciler) ensureFinalizer(ctx context.Context, coop *v1alpha1.Cooperative, server string) error {
 	if controllerutil.ContainsFinalizer(coop, v1alpha1.DatabaseFinalizer) && coop.Annotations[DatabaseServerAnnotation] == server {
 		return nil
 	}
 	before := coop.DeepCopy()
 	controllerutil.AddFinalizer(coop, v1alpha1.DatabaseFinalizer)
-	metav1.SetMetaDataAnnotation(&coop.ObjectMeta, DatabaseServerAnnotation, server)
+	if server != "" {
+		metav1.SetMetaDataAnnotation(&coop.ObjectMeta, DatabaseServerAnnotation, server)
+	}
 	if err := r.Patch(ctx, coop, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("while recording the database server: %w", err)
 	}
@@ -425,6 +428,11 @@ func (r *CooperativeReconciler) reconcileDedicatedDatabase(ctx context.Context, 
 	err := r.Get(ctx, client.ObjectKey{Namespace: coop.NamespaceName(), Name: specs.ClusterBootstrapSecretName}, owner)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("while getting the cluster's owner Secret: %w", err)
+	}
+	// Before the cluster exists, so that deleting the coop cannot take it
+	// without its final backup or retention.
+	if err := r.ensureFinalizer(ctx, coop, ""); err != nil {
+		return ctrl.Result{}, err
 	}
 	password := string(owner.Data[corev1.BasicAuthPasswordKey])
 	if password == "" {

@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -25,12 +29,13 @@ import (
 	"cooperator.dev/cooperator/internal/ssa"
 )
 
-// reconcileDelete handles what the garbage collector cannot reach: a
-// database on a shared server, and its apps' databases. Everything in the
-// cluster carries the coop as its controller owner and goes with it, the
-// namespace and all it holds. With deletionPolicy Retain the databases and
-// the role stay on the server; with Delete a final backup is taken, when
-// the coop has backups, and then they are dropped.
+// reconcileDelete guards a coop's data from the garbage collector, which
+// takes everything carrying the coop as owner, the namespace and all it
+// holds. With deletionPolicy Delete a final backup is taken, when the coop
+// has backups, and then a shared server's databases are dropped (a
+// dedicated cluster goes with the namespace). With Retain the databases and
+// role stay on a shared server, and a namespace holding data (a dedicated
+// cluster, the apps' volume claims) stays with it.
 func (r *CooperativeReconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
 	coop := s.coop
 	if !controllerutil.ContainsFinalizer(coop, v1alpha1.DatabaseFinalizer) {
@@ -38,16 +43,24 @@ func (r *CooperativeReconciler) reconcileDelete(ctx context.Context, s *scope) (
 	}
 	serverName := coop.Annotations[DatabaseServerAnnotation]
 	db := postgres.Database{Name: coop.DatabaseName()}
+	dedicated := coop.Status.Database != nil && coop.Status.Database.Mode == v1alpha1.DatabaseModeDedicated
 
-	if serverName != "" {
-		if coop.Spec.DeletionPolicy == v1alpha1.DeletionPolicyDelete {
+	if coop.Spec.DeletionPolicy == v1alpha1.DeletionPolicyDelete {
+		if serverName != "" || dedicated {
 			if res, err := r.finalBackup(ctx, coop); err != nil || !res.IsZero() {
 				return res, err
 			}
+		}
+		if serverName != "" {
 			if res, err := r.dropDatabase(ctx, coop, serverName, db); err != nil || !res.IsZero() {
 				return res, err
 			}
-		} else if st := coop.Status.Database; st != nil {
+		}
+	} else {
+		if err := r.retainNamespace(ctx, coop, dedicated); err != nil {
+			return ctrl.Result{}, err
+		}
+		if st := coop.Status.Database; serverName != "" && st != nil {
 			st.Retained = true
 			names := []string{db.Name}
 			for _, a := range st.Apps {
@@ -105,7 +118,7 @@ const waitForFinalBackup = 10 * time.Second
 var errFinalBackupFailed = errors.New("final backup failed")
 
 // finalBackup takes one more backup of a coop whose databases are about to
-// be dropped, with the Job its backup CronJob would run, and holds the drop
+// be dropped or to go with its namespace, with the Job its backup CronJob would run, and holds the drop
 // until it succeeded. A failed one keeps the databases: nothing is lost
 // because a store was down. A coop with no backups scheduled has none to take.
 func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.Cooperative) (ctrl.Result, error) {
@@ -120,7 +133,7 @@ func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.
 	name := specs.BackupName(coop) + "-final"
 	taking := func() (ctrl.Result, error) {
 		setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionFalse, v1alpha1.ProgressingReason,
-			fmt.Sprintf("Taking the final backup before the databases are dropped (Job %s/%s)", ns, name))
+			fmt.Sprintf("Taking the final backup before the databases are removed (Job %s/%s)", ns, name))
 		return ctrl.Result{RequeueAfter: waitForFinalBackup}, nil
 	}
 	live := &unstructured.Unstructured{}
@@ -153,7 +166,7 @@ func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.
 		if err := r.startFinalSenders(ctx, coop); err != nil {
 			return ctrl.Result{}, err
 		}
-		ctrl.LoggerFrom(ctx).Info("Taking the final backup before the databases are dropped", "job", name)
+		ctrl.LoggerFrom(ctx).Info("Taking the final backup before the databases are removed", "job", name)
 		return taking()
 	}
 	if err != nil {
@@ -164,9 +177,118 @@ func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.
 		return ctrl.Result{}, nil
 	case blueprint.JobFailed:
 		setCondition(coop, v1alpha1.BackupsReadyCondition, metav1.ConditionFalse, v1alpha1.FinalBackupFailedReason, fmt.Sprintf(
-			"The final backup before the databases are dropped failed (Job %s/%s), so they are kept. Delete the Job to try again, or set deletionPolicy Retain", ns, name))
+			"The final backup before the databases are removed failed (Job %s/%s), so they are kept. Delete the Job to try again, or set deletionPolicy Retain", ns, name))
 		return ctrl.Result{}, reconcile.TerminalError(errFinalBackupFailed)
 	default:
 		return taking()
 	}
+}
+
+// keptKinds are what a retained namespace keeps of its coop's: the data,
+// the Secrets that reach it, and what isolates and bounds it. Workloads,
+// Services and routes go with the coop.
+var keptKinds = []schema.GroupVersionKind{
+	corev1.SchemeGroupVersion.WithKind("PersistentVolumeClaim"),
+	corev1.SchemeGroupVersion.WithKind("Secret"),
+	corev1.SchemeGroupVersion.WithKind("ResourceQuota"),
+	corev1.SchemeGroupVersion.WithKind("LimitRange"),
+	networkingv1.SchemeGroupVersion.WithKind("NetworkPolicy"),
+	rbacv1.SchemeGroupVersion.WithKind("Role"),
+	rbacv1.SchemeGroupVersion.WithKind("RoleBinding"),
+}
+
+// retainNamespace keeps a deleted coop's namespace when it holds data the
+// garbage collector would take with it: a dedicated cluster, or the apps'
+// volume claims. It takes the coop off the namespace and the kept objects
+// as owner, and labels the namespace; what else the coop owned there goes.
+// Each step can be run again, so a pass cut short is finished by the next.
+func (r *CooperativeReconciler) retainNamespace(ctx context.Context, coop *v1alpha1.Cooperative, dedicated bool) error {
+	ns := coop.NamespaceName()
+	kinds := keptKinds
+	if dedicated && r.CNPGInstalled {
+		kinds = append(slices.Clip(kinds), CNPGCluster)
+	}
+	var claims, kept []string
+	var owned []*metav1.PartialObjectMetadata
+	for _, gvk := range kinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := r.APIReader.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return fmt.Errorf("while listing the %ss to keep in namespace %s: %w", gvk.Kind, ns, err)
+		}
+		for i := range list.Items {
+			o := &list.Items[i]
+			if gvk.Kind == "PersistentVolumeClaim" {
+				claims = append(claims, o.Name)
+			}
+			if !ownedBy(o, coop) {
+				continue
+			}
+			o.SetGroupVersionKind(gvk)
+			owned = append(owned, o)
+			kept = append(kept, gvk.Kind+" "+o.Name)
+		}
+	}
+	if !dedicated && len(claims) == 0 {
+		return nil
+	}
+	for _, o := range owned {
+		if err := r.disown(ctx, o, coop, nil); err != nil {
+			return err
+		}
+	}
+	namespace := &metav1.PartialObjectMetadata{}
+	namespace.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if err := r.disown(ctx, namespace, coop, map[string]string{v1alpha1.RetainedLabel: coop.Name}); err != nil {
+		return err
+	}
+	var data []string
+	if dedicated {
+		data = append(data, "the CloudNativePG cluster "+specs.ClusterName)
+	}
+	if len(claims) > 0 {
+		data = append(data, "volume claims "+strings.Join(claims, ", "))
+	}
+	if coop.Status.Database != nil && dedicated {
+		coop.Status.Database.Retained = true
+	}
+	r.Recorder.Eventf(coop, nil, corev1.EventTypeNormal, "NamespaceRetained", "Delete",
+		"Namespace %s is kept with %s and Secret %s, as deletionPolicy Retain says; its workloads are removed. Delete the namespace once the data has moved",
+		ns, strings.Join(data, " and "), specs.DatabaseSecretName)
+	ctrl.LoggerFrom(ctx).Info("Retained namespace", "namespace", ns, "kept", kept)
+	return nil
+}
+
+func ownedBy(o metav1.Object, coop *v1alpha1.Cooperative) bool {
+	return slices.ContainsFunc(o.GetOwnerReferences(), func(ref metav1.OwnerReference) bool { return ref.UID == coop.UID })
+}
+
+// disown removes the coop from an object's owners, so that the garbage
+// collector leaves it, and adds labels.
+func (r *CooperativeReconciler) disown(ctx context.Context, o *metav1.PartialObjectMetadata, coop *v1alpha1.Cooperative, labels map[string]string) error {
+	if !ownedBy(o, coop) && hasLabels(o, labels) {
+		return nil
+	}
+	before := o.DeepCopy()
+	o.SetOwnerReferences(slices.DeleteFunc(o.GetOwnerReferences(), func(ref metav1.OwnerReference) bool { return ref.UID == coop.UID }))
+	for k, v := range labels {
+		metav1.SetMetaDataLabel(&o.ObjectMeta, k, v)
+	}
+	err := r.Patch(ctx, o, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("while keeping %s %s: %w", o.Kind, o.Name, err)
+	}
+	return nil
+}
+
+func hasLabels(o metav1.Object, labels map[string]string) bool {
+	for k, v := range labels {
+		if o.GetLabels()[k] != v {
+			return false
+		}
+	}
+	return true
 }

@@ -118,8 +118,11 @@ func (r *CooperativeReconciler) checkNamespaceOwner(ctx context.Context, s *scop
 			fmt.Sprintf("Namespace %s is still being deleted; waiting", key.Name))
 		return ctrl.Result{RequeueAfter: namespaceRetry}, nil
 	}
-	setCondition(s.coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceOwnedElsewhereReason,
-		fmt.Sprintf("Namespace %s exists and does not belong to this cooperative; rename or remove it", key.Name))
+	message := fmt.Sprintf("Namespace %s exists and does not belong to this cooperative; rename or remove it", key.Name)
+	if from := ns.Labels[v1alpha1.RetainedLabel]; from != "" {
+		message = fmt.Sprintf("Namespace %s was kept, with its data, when the cooperative %s was deleted under deletionPolicy Retain; move the data out and delete the namespace, or name this cooperative otherwise", key.Name, from)
+	}
+	setCondition(s.coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceOwnedElsewhereReason, message)
 	return ctrl.Result{}, reconcile.TerminalError(errNamespaceOwnedElsewhere)
 }
 

@@ -39,23 +39,7 @@ func TestDedicatedDatabaseIsBackedUpAndRestoredInPlace(t *testing.T) {
 	create(t, coop)
 	waitReason(t, "own-cluster", v1alpha1.ClusterNotReadyReason)
 
-	// CloudNativePG's part: the database and its owner, and Ready.
-	owner := &corev1.Secret{}
-	mustGet(t, "coop-own-cluster", specs.ClusterBootstrapSecretName, owner)
-	admin, err := mainPostgres.Superuser(ctx, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []string{
-		fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", specs.DedicatedDatabase, owner.Data["password"]),
-		fmt.Sprintf("CREATE DATABASE %s OWNER %s", specs.DedicatedDatabase, specs.DedicatedDatabase),
-	} {
-		if _, err := admin.Exec(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	_ = admin.Close(ctx)
-	markClusterReady(t, "coop-own-cluster")
+	owner := playCloudNativePG(t, "coop-own-cluster")
 	coop = backupsReason(t, "own-cluster", v1alpha1.BackupsScheduledReason)
 	waitReady(t, "own-cluster")
 
@@ -163,4 +147,41 @@ func toLocalServer(args []string) []string {
 		out = append(out, a)
 	}
 	return out
+}
+
+// playCloudNativePG does CloudNativePG's part for a coop's Cluster: the
+// database and its owner, with the password of the owner Secret, on the
+// test's PostgreSQL server (one at a time: every cluster's owner is "app"),
+// and Ready. It returns the owner Secret.
+func playCloudNativePG(t *testing.T, namespace string) *corev1.Secret {
+	t.Helper()
+	ctx := context.Background()
+	owner := &corev1.Secret{}
+	mustGet(t, namespace, specs.ClusterBootstrapSecretName, owner)
+	admin, err := mainPostgres.Superuser(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = admin.Close(ctx) }()
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", specs.DedicatedDatabase).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	statements := []string{fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", specs.DedicatedDatabase, owner.Data["password"])}
+	if exists {
+		statements = []string{fmt.Sprintf("ALTER ROLE %s PASSWORD '%s'", specs.DedicatedDatabase, owner.Data["password"])}
+	}
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", specs.DedicatedDatabase).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if !exists {
+		statements = append(statements, fmt.Sprintf("CREATE DATABASE %s OWNER %s", specs.DedicatedDatabase, specs.DedicatedDatabase))
+	}
+	for _, s := range statements {
+		if _, err := admin.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	markClusterReady(t, namespace)
+	return owner
 }

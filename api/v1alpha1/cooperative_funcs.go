@@ -30,9 +30,14 @@ const (
 // status.database.passwordRotation.
 const RotateDatabasePasswordAnnotation = "cooperator.dev/rotate-database-password"
 
-// DatabaseFinalizer guards a coop's database on a shared server, which the
-// garbage collector cannot reach.
+// DatabaseFinalizer guards a coop's database: on a shared server, which the
+// garbage collector cannot reach, or in a dedicated cluster, which it would
+// take with the coop's namespace.
 const DatabaseFinalizer = "cooperator.dev/database"
+
+// RetainedLabel marks a namespace kept, with the data in it, after its coop
+// was deleted under deletionPolicy Retain. Its value is the coop's name.
+const RetainedLabel = "cooperator.dev/retained"
 
 // DatabaseName is the name of the coop's database and of its role on a
 // shared server. Coop names are at most 58 characters, so it fits
