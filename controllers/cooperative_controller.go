@@ -47,6 +47,8 @@ type CooperativeReconciler struct {
 	Servers *postgres.Servers
 	// CNPGInstalled says whether the CloudNativePG Cluster kind is served.
 	CNPGInstalled bool
+	// CNPGDatabaseInstalled says whether the CloudNativePG Database kind is served.
+	CNPGDatabaseInstalled bool
 	// CertManagerInstalled says whether cert-manager's Certificate kind is served.
 	CertManagerInstalled bool
 	// DNS checks the TXT records of custom domains.
@@ -228,6 +230,9 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Named("cooperative")
 	if r.CNPGInstalled {
 		b = b.Owns(specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}))
+	}
+	if r.CNPGDatabaseInstalled {
+		b = b.Owns(specs.DrillDatabase(&v1alpha1.Cooperative{}))
 	}
 	if r.CertManagerInstalled {
 		b = b.Owns(specs.AppCertificate(&v1alpha1.Cooperative{}, "", nil, ""))

@@ -72,7 +72,7 @@ func countedReconciler(t *testing.T) (context.Context, *CooperativeReconciler, *
 	r := &CooperativeReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("cooperator-test"),
 		Options: testOptions, Servers: servers,
-		CNPGInstalled: testConfig.CNPGInstalled, CertManagerInstalled: testConfig.CertManagerInstalled,
+		CNPGInstalled: testConfig.CNPGInstalled, CNPGDatabaseInstalled: testConfig.CNPGDatabaseInstalled, CertManagerInstalled: testConfig.CertManagerInstalled,
 	}
 	return ctx, r, counter, mgr
 }

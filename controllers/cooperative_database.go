@@ -33,6 +33,7 @@ import (
 // +kubebuilder:rbac:groups=cooperator.dev,resources=databaseservers,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;update;patch
 // +kubebuilder:rbac:groups=postgresql.cnpg.io,resources=clusters,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=postgresql.cnpg.io,resources=databases,verbs=get;list;watch;create;update;patch
 
 // DatabaseServerAnnotation records the shared server a coop's database was
 // placed on. It is written with the finalizer, before anything is created

@@ -54,15 +54,20 @@ func (r *CooperativeReconciler) reconcileDrills(ctx context.Context, s *scope, t
 		return ctrl.Result{}, r.unscheduleDrills(ctx, coop,
 			fmt.Sprintf("Plan %s turns restore drills off: the coop's backups are not proven by restoring them", s.plan.Name))
 	}
+	var scratch string
+	var err error
 	if coop.Status.Database.Mode == v1alpha1.DatabaseModeDedicated {
-		if err := r.deleteDrillCronJob(ctx, coop); err != nil {
+		scratch = specs.DedicatedDrillDatabase
+		var pending string
+		if pending, err = r.ensureClusterScratchDatabase(ctx, coop); err != nil || pending != "" {
+			if err == nil {
+				err = r.deleteDrillCronJob(ctx, coop)
+			}
 			return ctrl.Result{}, err
 		}
-		setCondition(coop, v1alpha1.RestoreVerifiedCondition, metav1.ConditionFalse, v1alpha1.DrillUnsupportedReason,
-			"Drills restore into a scratch database beside the coop's, which the operator cannot make in a dedicated CloudNativePG cluster yet: this coop's backups are taken but not proven by a drill (a Restore still checks every checksum first)")
-		return ctrl.Result{}, nil
+	} else {
+		scratch, err = r.ensureScratchDatabase(ctx, coop)
 	}
-	scratch, err := r.ensureScratchDatabase(ctx, coop)
 	if errors.Is(err, errScratchTaken) {
 		// Nothing of another role is touched; the coop keeps its backups.
 		key := metav1.ObjectMeta{Namespace: r.Options.OperatorNamespace, Name: specs.DrillName(coop)}
@@ -119,6 +124,40 @@ func (r *CooperativeReconciler) ensureScratchDatabase(ctx context.Context, coop 
 		ctrl.LoggerFrom(ctx).Info("Provisioned scratch database for drills", "server", st.Server, "database", db.Name)
 	}
 	return db.Name, nil
+}
+
+// ensureClusterScratchDatabase asks CloudNativePG, with a Database object,
+// for the scratch database specs.DedicatedDrillDatabase in the coop's
+// dedicated cluster. It says what is still awaited, "" once CloudNativePG
+// has made it, and sets RestoreVerified to say so. Drills wait for it;
+// backups do not.
+func (r *CooperativeReconciler) ensureClusterScratchDatabase(ctx context.Context, coop *v1alpha1.Cooperative) (pending string, err error) {
+	if !r.CNPGDatabaseInstalled {
+		pending = "Drills restore into a scratch database that CloudNativePG makes from a Database object (CloudNativePG 1.25 or later), which this cluster does not serve: this coop's backups are taken but not proven by a drill (a Restore still checks every checksum first)"
+		setCondition(coop, v1alpha1.RestoreVerifiedCondition, metav1.ConditionFalse, v1alpha1.DrillUnsupportedReason, pending)
+		return pending, nil
+	}
+	desired := specs.DrillDatabase(coop)
+	if _, err := ssa.ApplyUnstructured(ctx, r.Client, desired); err != nil {
+		return "", fmt.Errorf("while applying the scratch Database: %w", err)
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(desired.GroupVersionKind())
+	if err := r.Get(ctx, client.ObjectKeyFromObject(desired), live); client.IgnoreNotFound(err) != nil {
+		return "", fmt.Errorf("while getting the scratch Database: %w", err)
+	}
+	applied, found, _ := unstructured.NestedBool(live.Object, "status", "applied")
+	observed, _, _ := unstructured.NestedInt64(live.Object, "status", "observedGeneration")
+	if found && applied && observed == live.GetGeneration() {
+		return "", nil
+	}
+	pending = fmt.Sprintf("Waiting for CloudNativePG to make the drills' scratch database %s (Database %s/%s)",
+		specs.DedicatedDrillDatabase, coop.NamespaceName(), specs.DrillDatabaseObjectName)
+	if message, _, _ := unstructured.NestedString(live.Object, "status", "message"); message != "" {
+		pending += ": " + message
+	}
+	setCondition(coop, v1alpha1.RestoreVerifiedCondition, metav1.ConditionFalse, v1alpha1.ScratchDatabasePendingReason, pending)
+	return pending, nil
 }
 
 // observeLastDrill reads the coop's newest drill record from the store

@@ -49,6 +49,9 @@ type Config struct {
 	// CNPGInstalled says whether CloudNativePG's Cluster kind is served;
 	// see Serves.
 	CNPGInstalled bool
+	// CNPGDatabaseInstalled says whether CloudNativePG's Database kind
+	// (1.25 and later) is served, which drills of dedicated coops need.
+	CNPGDatabaseInstalled bool
 	// CertManagerInstalled says whether cert-manager's Certificate kind is served.
 	CertManagerInstalled bool
 	// DNS checks custom domains' TXT records.
@@ -135,6 +138,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		Options:                 cfg.Specs,
 		Servers:                 servers,
 		CNPGInstalled:           cfg.CNPGInstalled,
+		CNPGDatabaseInstalled:   cfg.CNPGDatabaseInstalled,
 		CertManagerInstalled:    cfg.CertManagerInstalled,
 		DNS:                     cfg.DNS,
 		DomainRecheck:           cfg.DomainRecheck,
@@ -174,6 +178,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 // needs an operator restart.
 var (
 	CNPGCluster            = schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"}
+	CNPGDatabase           = schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Database"}
 	CertManagerCertificate = schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}
 )
 

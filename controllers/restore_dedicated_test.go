@@ -12,10 +12,13 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/backup"
 	"cooperator.dev/cooperator/internal/specs"
 )
 
@@ -65,9 +68,38 @@ func TestDedicatedDatabaseIsBackedUpAndRestoredInPlace(t *testing.T) {
 			t.Errorf("backup arguments %q lack %s", args, want)
 		}
 	}
-	unsupported := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.RestoreVerifiedCondition)
-	if unsupported == nil || unsupported.Reason != v1alpha1.DrillUnsupportedReason {
-		t.Fatalf("RestoreVerified = %+v, want reason %s: drills cannot run in a dedicated cluster", unsupported, v1alpha1.DrillUnsupportedReason)
+
+	// Drills restore into a scratch database that CloudNativePG makes from
+	// a Database object; they wait for it.
+	scratch := &unstructured.Unstructured{}
+	scratch.SetGroupVersionKind(CNPGDatabase)
+	mustGet(t, "coop-own-cluster", specs.DrillDatabaseObjectName, scratch)
+	for field, want := range map[string]string{"name": "app__drill", "owner": "app", "databaseReclaimPolicy": "delete"} {
+		if got, _, _ := unstructured.NestedString(scratch.Object, "spec", field); got != want {
+			t.Errorf("scratch Database spec.%s = %q, want %q", field, got, want)
+		}
+	}
+	if got, _, _ := unstructured.NestedString(scratch.Object, "spec", "cluster", "name"); got != specs.ClusterName {
+		t.Errorf("scratch Database is for cluster %q, want %q", got, specs.ClusterName)
+	}
+	assertControlledBy(t, scratch, coop)
+	restoreVerified(t, "own-cluster", v1alpha1.ScratchDatabasePendingReason)
+	drill := &batchv1.CronJob{}
+	if err := adminClient.Get(ctx, client.ObjectKey{Namespace: adminNamespace, Name: specs.DrillName(coop)}, drill); !apierrors.IsNotFound(err) {
+		t.Errorf("a drill CronJob before its scratch database exists: %v", err)
+	}
+	playCloudNativePGDatabase(t, scratch)
+	waiting := restoreVerified(t, "own-cluster", v1alpha1.NoBackupYetReason)
+	pending := meta.FindStatusCondition(waiting.Status.Conditions, v1alpha1.RestoreVerifiedCondition)
+	mustGet(t, adminNamespace, specs.DrillName(coop), drill)
+	if l := drill.Spec.JobTemplate.Spec.Template.Labels[specs.BackupRunnerLabel]; l != "own-cluster" {
+		t.Errorf("drill pods carry %s=%q, want the coop's name", specs.BackupRunnerLabel, l)
+	}
+	drillArgs := strings.Join(drill.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Args, " ")
+	for _, want := range []string{"--scratch-db=app__drill", "--db-host=database-rw.coop-own-cluster.svc", "--db-user=app", "--db-sslmode=require"} {
+		if !strings.Contains(drillArgs, want) {
+			t.Errorf("drill arguments %q lack %s", drillArgs, want)
+		}
 	}
 
 	run := func(statements ...string) {
@@ -91,6 +123,18 @@ func TestDedicatedDatabaseIsBackedUpAndRestoredInPlace(t *testing.T) {
 	m := latestBackup(t, store, "own-cluster")
 	if dbs := m.Databases(); !slices.Equal(dbs, []string{specs.DedicatedDatabase}) {
 		t.Errorf("backup holds databases %v, want the cluster's one", dbs)
+	}
+	// The drill restores it into the scratch database as the cluster's
+	// owner and records that it passed.
+	if code, out, _ := runContainerWith(t, drill.Spec.JobTemplate.Spec.Template.Spec, toLocalServer); code != 0 {
+		t.Fatalf("the drill of the dedicated database failed: %s", out)
+	}
+	c, err := backup.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if record, err := c.LatestDrill(ctx, "own-cluster"); err != nil || record == nil || !record.OK || record.BackupID != m.ID || record.Tables != 1 {
+		t.Errorf("drill record %+v (%v), want backup %s passed with 1 table", record, err, m.ID)
 	}
 
 	run("DELETE FROM orders WHERE item = 'lamp'", "INSERT INTO orders VALUES ('mistake')")
@@ -126,8 +170,10 @@ func TestDedicatedDatabaseIsBackedUpAndRestoredInPlace(t *testing.T) {
 	// The coop went through many passes since; a condition that does not
 	// change keeps its time, so an unchanged coop costs no status write.
 	mustGet(t, "", "own-cluster", coop)
-	if c := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.RestoreVerifiedCondition); c == nil || !c.LastTransitionTime.Equal(&unsupported.LastTransitionTime) {
-		t.Errorf("RestoreVerified = %+v, want it unchanged since %s", c, unsupported.LastTransitionTime)
+	// The backup was run by hand, so the operator may not have read it yet.
+	verified := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.RestoreVerifiedCondition)
+	if verified == nil || (verified.Reason != v1alpha1.DrillPendingReason && !verified.LastTransitionTime.Equal(&pending.LastTransitionTime)) {
+		t.Errorf("RestoreVerified = %+v, want it unchanged since %s, or DrillPending", verified, pending.LastTransitionTime)
 	}
 }
 
@@ -184,4 +230,34 @@ func playCloudNativePG(t *testing.T, namespace string) *corev1.Secret {
 	}
 	markClusterReady(t, namespace)
 	return owner
+}
+
+// playCloudNativePGDatabase does CloudNativePG's part for a Database
+// object: the database, owned as it asks, on the test's PostgreSQL server,
+// and status.applied.
+func playCloudNativePGDatabase(t *testing.T, db *unstructured.Unstructured) {
+	t.Helper()
+	ctx := context.Background()
+	name, _, _ := unstructured.NestedString(db.Object, "spec", "name")
+	owner, _, _ := unstructured.NestedString(db.Object, "spec", "owner")
+	admin, err := mainPostgres.Superuser(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = admin.Close(ctx) }()
+	if _, err := admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s", name)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s", name, owner)); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(db.Object, true, "status", "applied"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(db.Object, db.GetGeneration(), "status", "observedGeneration"); err != nil {
+		t.Fatal(err)
+	}
+	if err := adminClient.Status().Update(ctx, db); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -48,7 +48,7 @@ var (
 	testOptions    = specs.Options{IngressNamespace: "ingress-nginx", DNSNamespace: "kube-system", CNPGNamespace: "cnpg-system",
 		BaseDomain: "coops.test", Expose: specs.ExposeOptions{ClusterIssuer: "letsencrypt"},
 		OperatorNamespace: adminNamespace, RunnerImage: "cooperator.test/cooperator:test"}
-	testConfig = Config{Specs: testOptions, CNPGInstalled: true, CertManagerInstalled: true}
+	testConfig = Config{Specs: testOptions, CNPGInstalled: true, CNPGDatabaseInstalled: true, CertManagerInstalled: true}
 	// mainPostgres is the shared server most tests' coops are placed on.
 	mainPostgres *testenv.Postgres
 	// dnsServer is the DNS provider of the coops' custom domains.
@@ -219,13 +219,17 @@ func databaseServer(name, pool string, pg *testenv.Postgres, secret string, max 
 	}
 }
 
-// installCNPGCRD serves postgresql.cnpg.io/v1 Cluster.
+// installCNPGCRD serves postgresql.cnpg.io/v1 Cluster and Database.
 func installCNPGCRD(ctx context.Context) error {
-	crd := testenv.CNPGClusterCRD()
-	if err := adminClient.Create(ctx, crd); err != nil {
-		return err
+	for _, crd := range []*apiextensionsv1.CustomResourceDefinition{testenv.CNPGClusterCRD(), testenv.CNPGDatabaseCRD()} {
+		if err := adminClient.Create(ctx, crd); err != nil {
+			return err
+		}
+		if err := waitEstablished(ctx, crd.Name); err != nil {
+			return err
+		}
 	}
-	return waitEstablished(ctx, crd.Name)
+	return nil
 }
 
 func readYAML(path string, into any) error {

@@ -147,8 +147,13 @@ const (
 	DrillPendingReason = "DrillPending"
 	// DrillsNotRequestedReason: the coop is not backed up, or its plan turns drills off.
 	DrillsNotRequestedReason = "NotRequested"
-	// DrillUnsupportedReason: the coop's database is dedicated, where drills have no scratch database yet.
+	// DrillUnsupportedReason: the coop's database is dedicated, and the
+	// CloudNativePG installed has no Database kind to make the drills'
+	// scratch database with.
 	DrillUnsupportedReason = "Unsupported"
+	// ScratchDatabasePendingReason: CloudNativePG has not made the drills'
+	// scratch database in the coop's dedicated cluster yet.
+	ScratchDatabasePendingReason = "ScratchDatabasePending"
 
 	// DeletingReason: the coop is being deleted.
 	DeletingReason = "Deleting"

@@ -103,6 +103,10 @@ func runManager(args []string) error {
 	if err != nil {
 		return err
 	}
+	cnpgDatabase, err := controllers.Serves(cfg, controllers.CNPGDatabase)
+	if err != nil {
+		return err
+	}
 	certManager, err := controllers.Serves(cfg, controllers.CertManagerCertificate)
 	if err != nil {
 		return err
@@ -129,6 +133,7 @@ func runManager(args []string) error {
 				Gateway: gw, WildcardTLS: *wildcardTLS},
 		},
 		CNPGInstalled:           cnpg,
+		CNPGDatabaseInstalled:   cnpgDatabase,
 		CertManagerInstalled:    certManager,
 		DNS:                     dns.Verifier{Resolver: resolver},
 		DomainRecheck:           *recheck,

@@ -87,7 +87,37 @@ const (
 	CNPGClusterLabel = "cnpg.io/cluster"
 	// ClusterSSLMode: CloudNativePG serves TLS with certificates of its own CA.
 	ClusterSSLMode = "require"
+	// DrillDatabaseObjectName is the CloudNativePG Database object that
+	// makes the scratch database drills restore into.
+	DrillDatabaseObjectName = "database-drill"
+	// DedicatedDrillDatabase is that scratch database: the double "_"
+	// keeps it apart from the apps' databases, as on a shared server.
+	DedicatedDrillDatabase = DedicatedDatabase + "__drill"
 )
+
+// DrillDatabase asks CloudNativePG for the scratch database of the coop's
+// drills in its cluster, owned by the role the drill connects as. The
+// operator's role may not create databases there; CloudNativePG's
+// superuser may. The database goes when the object does.
+func DrillDatabase(coop *v1alpha1.Cooperative) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "postgresql.cnpg.io/v1",
+		"kind":       "Database",
+		"metadata": map[string]any{
+			"name":      DrillDatabaseObjectName,
+			"namespace": coop.NamespaceName(),
+			"labels":    toAnyMap(Labels(coop)),
+		},
+		"spec": map[string]any{
+			"cluster":               map[string]any{"name": ClusterName},
+			"name":                  DedicatedDrillDatabase,
+			"owner":                 DedicatedDatabase,
+			"databaseReclaimPolicy": "delete",
+		},
+	}}
+	Own(u, coop)
+	return u
+}
 
 // ClusterHost is the read-write Service of the coop's cluster.
 func ClusterHost(coop *v1alpha1.Cooperative) string {

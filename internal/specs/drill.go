@@ -29,10 +29,14 @@ func DrillCronJob(coop *v1alpha1.Cooperative, t BackupTarget, scratch, schedule 
 		append([]*corev1ac.EnvVarApplyConfiguration{secretEnv("PGPASSWORD", BackupName(coop), "password")}, storeKeyEnv(t.StoreSecret)...)...)
 	// A failed drill is recorded and told; trying again at once would
 	// find the same backup as it is.
+	// BackupRunnerLabel lets the drill into a dedicated cluster.
+	podLabels := Labels(coop)
+	podLabels[BackupRunnerLabel] = coop.Name
+	podLabels[RunnerLabel] = "drill"
 	job := batchv1ac.JobSpec().
 		WithBackoffLimit(0).
 		WithActiveDeadlineSeconds(6 * 3600).
-		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(Labels(coop)).WithSpec(pod))
+		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(podLabels).WithSpec(pod))
 	return batchv1ac.CronJob(DrillName(coop), opts.OperatorNamespace).
 		WithLabels(Labels(coop)).
 		WithOwnerReferences(OwnerReference(coop)).
