@@ -401,9 +401,13 @@ func (r *CooperativeReconciler) ensureFinalizer(ctx context.Context, coop *v1alp
 	if server != "" {
 		metav1.SetMetaDataAnnotation(&coop.ObjectMeta, DatabaseServerAnnotation, server)
 	}
+	// The patch's answer carries the stored status; this pass's is kept,
+	// to be written at its end.
+	status := coop.Status.DeepCopy()
 	if err := r.Patch(ctx, coop, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("while recording the database server: %w", err)
 	}
+	coop.Status = *status
 	return nil
 }
 
@@ -445,7 +449,7 @@ func (r *CooperativeReconciler) reconcileDedicatedDatabase(ctx context.Context, 
 		User: specs.DedicatedDatabase, Password: password, SSLMode: specs.ClusterSSLMode}
 	applies := []func() (string, error){
 		applyOne(ctx, r.Client, &corev1.Secret{}, specs.ClusterBootstrapSecret(coop, password), corev1ac.ExtractSecret),
-		applyOne(ctx, r.Client, &networkingv1.NetworkPolicy{}, specs.DatabaseClusterPolicy(coop, r.Options), networkingv1ac.ExtractNetworkPolicy),
+		applyHashed(ctx, r, &networkingv1.NetworkPolicy{}, specs.DatabaseClusterPolicy(coop, r.Options), networkingv1ac.ExtractNetworkPolicy),
 		func() (string, error) {
 			_, err := ssa.ApplyUnstructured(ctx, r.Client, specs.Cluster(coop, s.plan))
 			return "Cluster " + specs.ClusterName, err

@@ -60,16 +60,17 @@ func (r *CooperativeReconciler) reconcileNamespace(ctx context.Context, s *scope
 	}
 
 	applies := []func() (string, error){
-		applyOne(ctx, r.Client, &corev1.Namespace{}, specs.Namespace(coop), corev1ac.ExtractNamespace),
+		applyHashed(ctx, r, &corev1.Namespace{}, specs.Namespace(coop), corev1ac.ExtractNamespace),
+		// The quota is cached whole: its status feeds the coop's metrics.
 		applyOne(ctx, r.Client, &corev1.ResourceQuota{}, specs.ResourceQuota(coop, s.plan), corev1ac.ExtractResourceQuota),
-		applyOne(ctx, r.Client, &corev1.LimitRange{}, specs.LimitRange(coop, s.plan), corev1ac.ExtractLimitRange),
-		applyOne(ctx, r.Client, &rbacv1.Role{}, specs.AdminRole(coop), rbacv1ac.ExtractRole),
-		applyOne(ctx, r.Client, &rbacv1.RoleBinding{}, specs.AdminRoleBinding(coop), rbacv1ac.ExtractRoleBinding),
-		applyOne(ctx, r.Client, &rbacv1.ClusterRole{}, specs.MemberRole(coop), rbacv1ac.ExtractClusterRole),
-		applyOne(ctx, r.Client, &rbacv1.ClusterRoleBinding{}, specs.MemberRoleBinding(coop), rbacv1ac.ExtractClusterRoleBinding),
+		applyHashed(ctx, r, &corev1.LimitRange{}, specs.LimitRange(coop, s.plan), corev1ac.ExtractLimitRange),
+		applyHashed(ctx, r, &rbacv1.Role{}, specs.AdminRole(coop), rbacv1ac.ExtractRole),
+		applyHashed(ctx, r, &rbacv1.RoleBinding{}, specs.AdminRoleBinding(coop), rbacv1ac.ExtractRoleBinding),
+		applyHashed(ctx, r, &rbacv1.ClusterRole{}, specs.MemberRole(coop), rbacv1ac.ExtractClusterRole),
+		applyHashed(ctx, r, &rbacv1.ClusterRoleBinding{}, specs.MemberRoleBinding(coop), rbacv1ac.ExtractClusterRoleBinding),
 	}
 	for _, np := range specs.NetworkPolicies(coop, r.Options) {
-		applies = append(applies, applyOne(ctx, r.Client, &networkingv1.NetworkPolicy{}, np, networkingv1ac.ExtractNetworkPolicy))
+		applies = append(applies, applyHashed(ctx, r, &networkingv1.NetworkPolicy{}, np, networkingv1ac.ExtractNetworkPolicy))
 	}
 	for _, apply := range applies {
 		if what, err := apply(); err != nil {
@@ -92,11 +93,20 @@ func applyOne[O client.Object, A ssa.ApplyConfiguration](ctx context.Context, c 
 	}
 }
 
+// applyHashed is applyOne for the kinds cached as metadata only.
+func applyHashed[O client.Object, A ssa.ApplyConfiguration](ctx context.Context, r *CooperativeReconciler, live O, desired A, extract ssa.Extractor[O, A]) func() (string, error) {
+	return func() (string, error) {
+		_, err := ssa.ApplyHashed(ctx, r.Client, r.APIReader, live, desired, extract)
+		return ssa.Describe(desired), err
+	}
+}
+
 // checkNamespaceOwner refuses to take over a namespace that is not the
 // coop's, and waits while an earlier coop's namespace of the same name is
 // still being deleted.
 func (r *CooperativeReconciler) checkNamespaceOwner(ctx context.Context, s *scope) (ctrl.Result, error) {
-	ns := &corev1.Namespace{}
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	key := client.ObjectKey{Name: s.coop.NamespaceName()}
 	err := r.Get(ctx, key, ns)
 	if apierrors.IsNotFound(err) {

@@ -160,6 +160,20 @@ func TestChangesByHandArePutBack(t *testing.T) {
 	if err := adminClient.Delete(ctx, deny); err != nil {
 		t.Fatal(err)
 	}
+	// A policy cached as metadata only, opened by hand to every namespace.
+	dns := &networkingv1.NetworkPolicy{}
+	mustGet(t, "coop-drift", specs.AllowDNSPolicy, dns)
+	dns.Spec.Egress[0].To[0].NamespaceSelector = &metav1.LabelSelector{}
+	if err := adminClient.Update(ctx, dns); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the DNS policy to be put back", func(ctx context.Context) (bool, error) {
+		p := &networkingv1.NetworkPolicy{}
+		if err := adminClient.Get(ctx, client.ObjectKey{Namespace: "coop-drift", Name: specs.AllowDNSPolicy}, p); err != nil {
+			return false, err
+		}
+		return len(p.Spec.Egress[0].To[0].NamespaceSelector.MatchLabels) == 1, nil
+	})
 
 	waitFor(t, 30*time.Second, "the quota and the deny-all policy to be put back", func(ctx context.Context) (bool, error) {
 		q := &corev1.ResourceQuota{}

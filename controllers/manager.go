@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -91,11 +92,16 @@ func CacheOptions(cfg Config) cache.Options {
 // managedFields entries, which ssa.Apply compares against. Objects read as
 // unstructured (app workloads, CloudNativePG Clusters) are compared by value
 // in ssa.ApplyUnstructured and keep none: re-encoding the kept entries into
-// their maps cost more memory than the objects themselves.
+// their maps cost more memory than the objects themselves. Objects cached as
+// metadata only keep what ssa.ApplyHashed looks at.
 func stripManagedFields(in any) (any, error) {
 	if u, ok := in.(*unstructured.Unstructured); ok {
 		unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
 		return u, nil
+	}
+	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
+		ssa.StripToForeignWriters(m)
+		return m, nil
 	}
 	return ssa.StripForeignManagedFields(in)
 }

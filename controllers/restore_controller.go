@@ -452,7 +452,8 @@ func (r *RestoreReconciler) targetOf(ctx context.Context, restore *v1alpha1.Rest
 		return nil, err
 	}
 	// A namespace of the coop's name that the coop does not own is not its.
-	ns := &corev1.Namespace{}
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	if err := r.Get(ctx, client.ObjectKey{Name: restore.Namespace}, ns); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, noCoop

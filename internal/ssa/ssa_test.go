@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
 
 func TestStripForeignManagedFieldsKeepsOnlyOurs(t *testing.T) {
@@ -43,5 +44,38 @@ func TestContains(t *testing.T) {
 		if got := contains(live, tc.want); got != tc.ok {
 			t.Errorf("%s: contains = %v, want %v", tc.name, got, tc.ok)
 		}
+	}
+}
+
+func TestStripToForeignWritersKeepsWritersOfTheObjectOnly(t *testing.T) {
+	ns := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{
+		{Manager: FieldOwner, Operation: metav1.ManagedFieldsOperationApply, FieldsV1: metav1.NewFieldsV1(`{"f:spec":{}}`)},
+		{Manager: "kubectl-edit", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: metav1.NewFieldsV1(`{"f:spec":{}}`)},
+		{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, Subresource: "status"},
+	}}}
+	StripToForeignWriters(ns)
+	if len(ns.ManagedFields) != 1 || ns.ManagedFields[0].Manager != "kubectl-edit" || ns.ManagedFields[0].FieldsV1 != nil {
+		t.Errorf("kept %+v, want only kubectl-edit's entry, without its fields", ns.ManagedFields)
+	}
+}
+
+func TestHashedChangesWithTheContentOnly(t *testing.T) {
+	a := corev1ac.Namespace("coop-a").WithLabels(map[string]string{"x": "1", "y": "2"})
+	b := corev1ac.Namespace("coop-a").WithLabels(map[string]string{"y": "2", "x": "1"})
+	c := corev1ac.Namespace("coop-a").WithLabels(map[string]string{"x": "1", "y": "3"})
+	ua, ha, err := hashed(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hb, _ := hashed(b)
+	_, hc, _ := hashed(c)
+	if ha != hb || ha == hc {
+		t.Errorf("hashes %s %s %s: want the first two equal, the third apart", ha, hb, hc)
+	}
+	if ua.GetAnnotations()[AppliedAnnotation] != ha || ua.GetLabels()["y"] != "2" || ua.GetKind() != "Namespace" {
+		t.Errorf("applied object %v, want the desired one with its hash", ua.Object)
+	}
+	if a.Annotations != nil {
+		t.Errorf("desired was changed: %v", a.Annotations)
 	}
 }

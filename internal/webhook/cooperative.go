@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"strings"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
@@ -26,9 +28,9 @@ import (
 // base domain outside the coop's own part of it. The DomainClaims stay the
 // rule (two coops asking at the same moment both pass here, and one gets
 // the claim); this check tells a coop at once, instead of on its status.
-// Its defaulter only normalizes domains: deletionPolicy and admins[].kind
-// are the schema's defaults, and the database mode follows the plan on
-// purpose.
+// Its defaulter normalizes domains and gives a new coop the database
+// finalizer: deletionPolicy and admins[].kind are the schema's defaults, and
+// the database mode follows the plan on purpose.
 type CooperativeValidator struct {
 	// Reader reads DomainClaims, from the manager's cache.
 	Reader client.Reader
@@ -44,7 +46,13 @@ func (v *CooperativeValidator) SetupWithManager(mgr ctrl.Manager) error {
 // Default writes custom domains as DNS compares them: lower case, without
 // a final dot. Mutating webhooks run before the schema's rules, so
 // "Shop.Example.org." is stored as "shop.example.org" instead of refused.
-func (v *CooperativeValidator) Default(_ context.Context, coop *v1alpha1.Cooperative) error {
+func (v *CooperativeValidator) Default(ctx context.Context, coop *v1alpha1.Cooperative) error {
+	// Every coop gets a database to guard; set at creation, the finalizer
+	// costs the operator no write. Never on an update: the operator removes
+	// it when the coop goes.
+	if req, err := admission.RequestFromContext(ctx); err == nil && req.Operation == admissionv1.Create {
+		controllerutil.AddFinalizer(coop, v1alpha1.DatabaseFinalizer)
+	}
 	for i := range coop.Spec.Apps {
 		for j, d := range coop.Spec.Apps[i].Domains {
 			coop.Spec.Apps[i].Domains[j] = strings.TrimSuffix(strings.ToLower(d), ".")
