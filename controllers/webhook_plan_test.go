@@ -33,54 +33,9 @@ import (
 // calling the webhook server at base, and deletes them when the test ends.
 func installWebhooks(t *testing.T, name, base string, caBundle []byte) {
 	t.Helper()
-	root, err := testenv.RepoRoot()
+	objs, err := testenv.WebhookConfigurations(name, base, caBundle)
 	if err != nil {
 		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "webhook", "manifests.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	point := func(cc *admissionregistrationv1.WebhookClientConfig) {
-		cc.URL = new(base + *cc.Service.Path)
-		cc.Service = nil
-		cc.CABundle = caBundle
-	}
-	var objs []client.Object
-	for _, doc := range strings.Split(string(data), "\n---") {
-		doc = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(doc), "---"))
-		var kind metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &kind); err != nil {
-			t.Fatal(err)
-		}
-		switch kind.Kind {
-		case "ValidatingWebhookConfiguration":
-			c := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-			if err := yaml.UnmarshalStrict([]byte(doc), c); err != nil {
-				t.Fatal(err)
-			}
-			c.Name = name + "-validating"
-			for i := range c.Webhooks {
-				point(&c.Webhooks[i].ClientConfig)
-			}
-			objs = append(objs, c)
-		case "MutatingWebhookConfiguration":
-			c := &admissionregistrationv1.MutatingWebhookConfiguration{}
-			if err := yaml.UnmarshalStrict([]byte(doc), c); err != nil {
-				t.Fatal(err)
-			}
-			c.Name = name + "-mutating"
-			for i := range c.Webhooks {
-				point(&c.Webhooks[i].ClientConfig)
-			}
-			objs = append(objs, c)
-		case "":
-		default:
-			t.Fatalf("config/webhook/manifests.yaml: unexpected kind %s", kind.Kind)
-		}
-	}
-	if len(objs) != 2 {
-		t.Fatalf("want a validating and a mutating webhook configuration, got %d configurations", len(objs))
 	}
 	create(t, objs...)
 	t.Cleanup(func() {

@@ -149,14 +149,24 @@ func bench(ctx context.Context, o options) error {
 		opEnv = append(opEnv, fmt.Sprintf("GOMEMLIMIT=%d", int64(float64(q.Value())*controllers.MemoryLimitRatio)))
 		res.MemoryLimit = o.memoryLimit
 	}
+	// The operator serves its admission webhooks, as the chart installs it:
+	// they check each coop the bench creates and give it its finalizer.
+	hookArgs, err := webhookArgs(work, env)
+	if err != nil {
+		return err
+	}
 	start := func() (*operator, error) {
-		return startOperator(ctx, opBin, env.Kubeconfig, opLog, opEnv, o.operatorArgs)
+		return startOperator(ctx, opBin, env.Kubeconfig, opLog, opEnv, append(hookArgs, o.operatorArgs...))
 	}
 
 	// One coop first: it shows the stack each contender makes.
 	logf("Warm-up: one coop through the operator, to read the stack it makes")
 	op, err := start()
 	if err != nil {
+		return err
+	}
+	if err := installWebhooks(ctx, c, hookArgs, env.CABundle); err != nil {
+		op.stop()
 		return err
 	}
 	const template = "template"

@@ -5,13 +5,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"cooperator.dev/cooperator/internal/testenv"
 )
@@ -66,6 +70,10 @@ func startOperator(ctx context.Context, bin, kubeconfig, logPath string, env, ex
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := o.scrape(); err == nil {
+			if err := waitWebhooks(ctx, extra); err != nil {
+				o.stop()
+				return nil, err
+			}
 			return o, nil
 		}
 		select {
@@ -274,4 +282,75 @@ func diff(after, before map[string]float64) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// webhookArgs are the flags of an operator serving its webhooks on a free
+// loopback port with the local control plane's serving certificate.
+func webhookArgs(work string, env *testenv.Env) ([]string, error) {
+	port, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(work, "webhook-certs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	for from, to := range map[string]string{env.ServingCert: "tls.crt", env.ServingKey: "tls.key"} {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return []string{fmt.Sprintf("--webhook-port=%d", port), "--webhook-cert-dir=" + dir}, nil
+}
+
+// webhookAddress is where the operator started with args serves webhooks.
+func webhookAddress(args []string) string {
+	for _, a := range args {
+		if port, ok := strings.CutPrefix(a, "--webhook-port="); ok {
+			return "127.0.0.1:" + port
+		}
+	}
+	return ""
+}
+
+// waitWebhooks waits until the webhook server accepts connections.
+func waitWebhooks(ctx context.Context, args []string) error {
+	addr := webhookAddress(args)
+	if addr == "" {
+		return nil
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the operator's webhook server at %s did not answer in 60s", addr)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// installWebhooks points the operator's webhook configurations at its
+// server on loopback.
+func installWebhooks(ctx context.Context, c client.Client, args []string, caBundle []byte) error {
+	objs, err := testenv.WebhookConfigurations("cooperator", "https://"+webhookAddress(args), caBundle)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil {
+			return fmt.Errorf("while installing the webhooks: %w", err)
+		}
+	}
+	return nil
 }
