@@ -144,22 +144,11 @@ func AppCertificate(coop *v1alpha1.Cooperative, app string, hosts []string, issu
 	for i, h := range hosts {
 		names[i] = h
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "cert-manager.io/v1",
-		"kind":       "Certificate",
-		"metadata": map[string]any{
-			"name":      app,
-			"namespace": coop.NamespaceName(),
-			"labels":    toAnyMap(AppLabels(coop, app)),
-		},
-		"spec": map[string]any{
-			"secretName": AppTLSSecretName(app),
-			"dnsNames":   names,
-			"issuerRef":  map[string]any{"group": "cert-manager.io", "kind": "ClusterIssuer", "name": issuer},
-		},
-	}}
-	Own(u, coop)
-	return u
+	return child(coop, schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}, app, AppLabels(coop, app), map[string]any{
+		"secretName": AppTLSSecretName(app),
+		"dnsNames":   names,
+		"issuerRef":  map[string]any{"group": "cert-manager.io", "kind": "ClusterIssuer", "name": issuer},
+	})
 }
 
 // HTTPRoute is the Gateway API kind apps are exposed with when the host
@@ -173,24 +162,30 @@ func AppHTTPRoute(coop *v1alpha1.Cooperative, app, service string, port int32, h
 	for i, h := range hosts {
 		names[i] = h
 	}
+	return child(coop, HTTPRoute, app, AppLabels(coop, app), map[string]any{
+		"parentRefs": []any{map[string]any{
+			"group": HTTPRoute.Group, "kind": "Gateway", "namespace": gw.Namespace, "name": gw.Name,
+		}},
+		"hostnames": names,
+		"rules": []any{map[string]any{
+			"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/"}}},
+			"backendRefs": []any{map[string]any{"name": service, "port": int64(port)}},
+		}},
+	})
+}
+
+// child is an object of a kind the operator has no Go types for, in the
+// coop's namespace, labelled and owned by the coop.
+func child(coop *v1alpha1.Cooperative, gvk schema.GroupVersionKind, name string, labels map[string]string, spec map[string]any) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"metadata": map[string]any{
-			"name":      app,
+			"name":      name,
 			"namespace": coop.NamespaceName(),
-			"labels":    toAnyMap(AppLabels(coop, app)),
+			"labels":    toAnyMap(labels),
 		},
-		"spec": map[string]any{
-			"parentRefs": []any{map[string]any{
-				"group": HTTPRoute.Group, "kind": "Gateway", "namespace": gw.Namespace, "name": gw.Name,
-			}},
-			"hostnames": names,
-			"rules": []any{map[string]any{
-				"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/"}}},
-				"backendRefs": []any{map[string]any{"name": service, "port": int64(port)}},
-			}},
-		},
+		"spec": spec,
 	}}
-	u.SetGroupVersionKind(HTTPRoute)
+	u.SetGroupVersionKind(gvk)
 	Own(u, coop)
 	return u
 }

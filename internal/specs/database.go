@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
@@ -100,23 +101,12 @@ const (
 // operator's role may not create databases there; CloudNativePG's
 // superuser may. The database goes when the object does.
 func DrillDatabase(coop *v1alpha1.Cooperative) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "postgresql.cnpg.io/v1",
-		"kind":       "Database",
-		"metadata": map[string]any{
-			"name":      DrillDatabaseObjectName,
-			"namespace": coop.NamespaceName(),
-			"labels":    toAnyMap(Labels(coop)),
-		},
-		"spec": map[string]any{
-			"cluster":               map[string]any{"name": ClusterName},
-			"name":                  DedicatedDrillDatabase,
-			"owner":                 DedicatedDatabase,
-			"databaseReclaimPolicy": "delete",
-		},
-	}}
-	Own(u, coop)
-	return u
+	return child(coop, cnpgKind("Database"), DrillDatabaseObjectName, Labels(coop), map[string]any{
+		"cluster":               map[string]any{"name": ClusterName},
+		"name":                  DedicatedDrillDatabase,
+		"owner":                 DedicatedDatabase,
+		"databaseReclaimPolicy": "delete",
+	})
 }
 
 // ClusterHost is the read-write Service of the coop's cluster.
@@ -149,27 +139,21 @@ func Cluster(coop *v1alpha1.Cooperative, plan *v1alpha1.Plan) *unstructured.Unst
 	if d.Storage != nil {
 		size = *d.Storage
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "postgresql.cnpg.io/v1",
-		"kind":       "Cluster",
-		"metadata": map[string]any{
-			"name":      ClusterName,
-			"namespace": coop.NamespaceName(),
-			"labels":    toAnyMap(Labels(coop)),
-		},
-		"spec": map[string]any{
-			"instances":             instances,
-			"enableSuperuserAccess": false,
-			"storage":               map[string]any{"size": size.String()},
-			"bootstrap": map[string]any{"initdb": map[string]any{
-				"database": DedicatedDatabase,
-				"owner":    DedicatedDatabase,
-				"secret":   map[string]any{"name": ClusterBootstrapSecretName},
-			}},
-		},
-	}}
-	Own(u, coop)
-	return u
+	return child(coop, cnpgKind("Cluster"), ClusterName, Labels(coop), map[string]any{
+		"instances":             instances,
+		"enableSuperuserAccess": false,
+		"storage":               map[string]any{"size": size.String()},
+		"bootstrap": map[string]any{"initdb": map[string]any{
+			"database": DedicatedDatabase,
+			"owner":    DedicatedDatabase,
+			"secret":   map[string]any{"name": ClusterBootstrapSecretName},
+		}},
+	})
+}
+
+// cnpgKind is a kind of CloudNativePG's API.
+func cnpgKind(kind string) schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: kind}
 }
 
 func toAnyMap(m map[string]string) map[string]any {
