@@ -49,13 +49,7 @@ func TestDeletingCoopRemovesItsNamespaceAndAllInIt(t *testing.T) {
 // workloads go; under Delete the final backup is taken before it goes.
 func TestDeletingACoopKeepsItsNamespaceOfDataOrBacksItUpFirst(t *testing.T) {
 	ctx := context.Background()
-	_, store := restoreEnv(t, "leaving-cluster")
-	plan := &v1alpha1.Plan{}
-	mustGet(t, "", "leaving-cluster-plan", plan)
-	plan.Spec.Database.Mode = v1alpha1.DatabaseModeDedicated
-	if err := adminClient.Update(ctx, plan); err != nil {
-		t.Fatal(err)
-	}
+	store := dedicatedRestoreEnv(t, "leaving-cluster")
 	keep := newCoop("keep-cluster", "leaving-cluster-plan")
 	keep.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "files", Blueprint: "leaving-cluster-files", Version: "1.0"}}
 	drop := newCoop("drop-cluster", "leaving-cluster-plan")

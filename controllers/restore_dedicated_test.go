@@ -30,13 +30,7 @@ import (
 // server's, as the cluster's DNS and certificates would lead them.
 func TestDedicatedDatabaseIsBackedUpAndRestoredInPlace(t *testing.T) {
 	ctx := context.Background()
-	_, store := restoreEnv(t, "owncluster")
-	plan := &v1alpha1.Plan{}
-	mustGet(t, "", "owncluster-plan", plan)
-	plan.Spec.Database.Mode = v1alpha1.DatabaseModeDedicated
-	if err := adminClient.Update(ctx, plan); err != nil {
-		t.Fatal(err)
-	}
+	store := dedicatedRestoreEnv(t, "owncluster")
 	coop := newCoop("own-cluster", "owncluster-plan")
 	coop.Spec.Apps = []v1alpha1.CooperativeApp{{Name: "web", Blueprint: "owncluster-web", Version: "1.0"}}
 	create(t, coop)
@@ -260,4 +254,18 @@ func playCloudNativePGDatabase(t *testing.T, db *unstructured.Unstructured) {
 	if err := adminClient.Status().Update(ctx, db); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// dedicatedRestoreEnv is restoreEnv with its plan, <prefix>-plan, in
+// Dedicated mode.
+func dedicatedRestoreEnv(t *testing.T, prefix string) backup.Store {
+	t.Helper()
+	_, store := restoreEnv(t, prefix)
+	plan := &v1alpha1.Plan{}
+	mustGet(t, "", prefix+"-plan", plan)
+	plan.Spec.Database.Mode = v1alpha1.DatabaseModeDedicated
+	if err := adminClient.Update(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	return store
 }

@@ -64,8 +64,8 @@ func hashed(desired ApplyConfiguration) (*unstructured.Unstructured, string, err
 	}
 	sum := sha256.Sum256(data)
 	hash := base64.RawURLEncoding.EncodeToString(sum[:18])
-	want := &unstructured.Unstructured{}
-	if err := want.UnmarshalJSON(data); err != nil {
+	want, err := decode(data)
+	if err != nil {
 		return nil, "", fmt.Errorf("while decoding %s: %w", Describe(desired), err)
 	}
 	annotations := want.GetAnnotations()
@@ -91,11 +91,18 @@ func ownsDesired[O client.Object, A ApplyConfiguration](ctx context.Context, rea
 	if err != nil {
 		return false, err
 	}
-	have := &unstructured.Unstructured{}
-	if err := have.UnmarshalJSON(data); err != nil {
+	have, err := decode(data)
+	if err != nil {
 		return false, err
 	}
 	return equality.Semantic.DeepEqual(have.Object, want.Object), nil
+}
+
+// decode reads an encoded apply configuration as unstructured, so that
+// desired and owned compare with the same number types.
+func decode(data []byte) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	return u, u.UnmarshalJSON(data)
 }
 
 // StripToForeignWriters is the cache transform of kinds applied with
