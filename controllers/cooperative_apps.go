@@ -157,7 +157,7 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 					continue
 				}
 				specs.Own(obj, coop)
-				if _, err := ssa.ApplyUnstructured(ctx, r.Client, obj); err != nil {
+				if _, err := ssa.ApplyUnstructured(ctx, r.Client, r.APIReader, obj); err != nil {
 					return st, nil, fmt.Errorf("while applying %s %s before the migration: %w", obj.GetKind(), obj.GetName(), err)
 				}
 			}
@@ -174,7 +174,7 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 		if app.Hibernate && isWorkload(obj) {
 			_ = unstructured.SetNestedField(obj.Object, int64(0), "spec", "replicas")
 		}
-		if _, err := ssa.ApplyUnstructured(ctx, r.Client, obj); err != nil {
+		if _, err := ssa.ApplyUnstructured(ctx, r.Client, r.APIReader, obj); err != nil {
 			return st, nil, fmt.Errorf("while applying %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
 	}
@@ -227,7 +227,7 @@ func (r *CooperativeReconciler) migrate(ctx context.Context, coop *v1alpha1.Coop
 		return &appProblem{reason: v1alpha1.AppChecksFailedReason, message: fmt.Sprintf("App %s: %v", app.Name, err), terminal: true}, nil
 	}
 	specs.Own(job, coop)
-	if _, err := ssa.ApplyUnstructured(ctx, r.Client, job); err != nil {
+	if _, err := ssa.ApplyUnstructured(ctx, r.Client, r.APIReader, job); err != nil {
 		return nil, fmt.Errorf("while applying the migration Job: %w", err)
 	}
 	live := &unstructured.Unstructured{}
@@ -337,7 +337,7 @@ func (r *CooperativeReconciler) applyGenerated(ctx context.Context, coop *v1alph
 		}
 		values[p.Name] = v
 	}
-	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, specs.AppSecret(coop, app, values), corev1ac.ExtractSecret); err != nil {
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Secret{}, specs.AppSecret(coop, app, values), corev1ac.ExtractSecret); err != nil {
 		return fmt.Errorf("while applying the app's Secret: %w", err)
 	}
 	return nil

@@ -130,16 +130,16 @@ func (r *CooperativeReconciler) scheduleVolumeSenders(ctx context.Context, coop 
 			specs.VolumeTokenSecret(coop, ns, specs.VolumeTokenSecretOfRunner(coop), token),
 			specs.VolumeTokenSecret(coop, coop.NamespaceName(), specs.VolumeTokenSecretName, token),
 		} {
-			if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, s, corev1ac.ExtractSecret); err != nil {
+			if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Secret{}, s, corev1ac.ExtractSecret); err != nil {
 				return fmt.Errorf("while applying the volume token: %w", err)
 			}
 		}
-		if _, err := ssa.Apply(ctx, r.Client, &corev1.Service{}, specs.BackupRunnerService(coop, r.Options), corev1ac.ExtractService); err != nil {
+		if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Service{}, specs.BackupRunnerService(coop, r.Options), corev1ac.ExtractService); err != nil {
 			return fmt.Errorf("while applying the backup runner's Service: %w", err)
 		}
 		for _, v := range vols {
 			cj := specs.VolumeSenderCronJob(coop, v, schedule, r.Options)
-			if _, err := ssa.Apply(ctx, r.Client, &batchv1.CronJob{}, cj, batchv1ac.ExtractCronJob); err != nil {
+			if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &batchv1.CronJob{}, cj, batchv1ac.ExtractCronJob); err != nil {
 				return fmt.Errorf("while applying the volume sender of app %s: %w", v.App, err)
 			}
 			keep[*cj.Name] = true

@@ -91,7 +91,7 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 			return ctrl.Result{RequeueAfter: time.Minute}, nil
 		}
 	}
-	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{},
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Secret{},
 		specs.BackupPasswordSecret(coop, r.Options.OperatorNamespace, s.connection.Password, recipients), corev1ac.ExtractSecret); err != nil {
 		return ctrl.Result{}, fmt.Errorf("while applying the backup's database Secret: %w", err)
 	}
@@ -118,7 +118,7 @@ func (r *CooperativeReconciler) reconcileBackups(ctx context.Context, s *scope) 
 		target.RemoteVolumes = append(target.RemoteVolumes, v.Claims...)
 	}
 	cronJob := specs.BackupCronJob(coop, target, r.Options)
-	if _, err := ssa.Apply(ctx, r.Client, &batchv1.CronJob{}, cronJob, batchv1ac.ExtractCronJob); err != nil {
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &batchv1.CronJob{}, cronJob, batchv1ac.ExtractCronJob); err != nil {
 		return ctrl.Result{}, fmt.Errorf("while applying the backup CronJob: %w", err)
 	}
 	if !meta.IsStatusConditionTrue(store.Status.Conditions, v1alpha1.ReadyCondition) {

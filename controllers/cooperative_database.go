@@ -207,7 +207,7 @@ func (r *CooperativeReconciler) applyDatabaseSecret(ctx context.Context, coop *v
 	if rotation != "" {
 		desired.WithAnnotations(map[string]string{passwordRotationAnnotation: rotation})
 	}
-	sent, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, desired, corev1ac.ExtractSecret)
+	sent, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Secret{}, desired, corev1ac.ExtractSecret)
 	if err != nil {
 		return fmt.Errorf("while applying the database Secret: %w", err)
 	}
@@ -448,13 +448,13 @@ func (r *CooperativeReconciler) reconcileDedicatedDatabase(ctx context.Context, 
 	conn := specs.Connection{Host: specs.ClusterHost(coop), Port: 5432, Database: specs.DedicatedDatabase,
 		User: specs.DedicatedDatabase, Password: password, SSLMode: specs.ClusterSSLMode}
 	applies := []func() (string, error){
-		applyOne(ctx, r.Client, &corev1.Secret{}, specs.ClusterBootstrapSecret(coop, password), corev1ac.ExtractSecret),
+		applyOne(ctx, r, &corev1.Secret{}, specs.ClusterBootstrapSecret(coop, password), corev1ac.ExtractSecret),
 		applyHashed(ctx, r, &networkingv1.NetworkPolicy{}, specs.DatabaseClusterPolicy(coop, r.Options), networkingv1ac.ExtractNetworkPolicy),
 		func() (string, error) {
-			_, err := ssa.ApplyUnstructured(ctx, r.Client, specs.Cluster(coop, s.plan))
+			_, err := ssa.ApplyUnstructured(ctx, r.Client, r.APIReader, specs.Cluster(coop, s.plan))
 			return "Cluster " + specs.ClusterName, err
 		},
-		applyOne(ctx, r.Client, &corev1.Secret{}, specs.DatabaseSecret(coop, conn), corev1ac.ExtractSecret),
+		applyOne(ctx, r, &corev1.Secret{}, specs.DatabaseSecret(coop, conn), corev1ac.ExtractSecret),
 	}
 	for _, apply := range applies {
 		if what, err := apply(); err != nil {

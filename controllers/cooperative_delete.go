@@ -160,7 +160,7 @@ func (r *CooperativeReconciler) finalBackup(ctx context.Context, coop *v1alpha1.
 		unstructured.RemoveNestedField(obj.Object, "status")
 		unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
 		specs.Own(obj, coop)
-		if _, err := ssa.ApplyUnstructured(ctx, r.Client, obj); err != nil {
+		if _, err := ssa.ApplyUnstructured(ctx, r.Client, r.APIReader, obj); err != nil {
 			return ctrl.Result{}, fmt.Errorf("while starting the final backup: %w", err)
 		}
 		if err := r.startFinalSenders(ctx, coop); err != nil {

@@ -145,7 +145,7 @@ func (r *CooperativeReconciler) expose(ctx context.Context, coop *v1alpha1.Coope
 		return r.deleteIfPresent(ctx, &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: coop.NamespaceName(), Name: e.app}})
 	}
 	ing := specs.AppIngress(coop, e.app, e.service, e.port, platform, domains, opts)
-	if _, err := ssa.Apply(ctx, r.Client, &networkingv1.Ingress{}, ing, networkingv1ac.ExtractIngress); err != nil {
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &networkingv1.Ingress{}, ing, networkingv1ac.ExtractIngress); err != nil {
 		return fmt.Errorf("while applying the Ingress of %s: %w", e.app, err)
 	}
 	return nil
@@ -154,7 +154,7 @@ func (r *CooperativeReconciler) expose(ctx context.Context, coop *v1alpha1.Coope
 // applyOrDelete applies obj when it is wanted, and deletes it otherwise.
 func (r *CooperativeReconciler) applyOrDelete(ctx context.Context, obj *unstructured.Unstructured, want bool) error {
 	if want {
-		_, err := ssa.ApplyUnstructured(ctx, r.Client, obj)
+		_, err := ssa.ApplyUnstructured(ctx, r.Client, r.APIReader, obj)
 		return err
 	}
 	return r.deleteIfPresent(ctx, obj)

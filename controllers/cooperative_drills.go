@@ -83,7 +83,7 @@ func (r *CooperativeReconciler) reconcileDrills(ctx context.Context, s *scope, t
 		return ctrl.Result{}, err
 	}
 	cronJob := specs.DrillCronJob(coop, target, scratch, schedule, r.Options)
-	if _, err := ssa.Apply(ctx, r.Client, &batchv1.CronJob{}, cronJob, batchv1ac.ExtractCronJob); err != nil {
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &batchv1.CronJob{}, cronJob, batchv1ac.ExtractCronJob); err != nil {
 		return ctrl.Result{}, fmt.Errorf("while applying the drill CronJob: %w", err)
 	}
 	running, err := r.observeLastDrill(ctx, coop, store)
@@ -138,7 +138,7 @@ func (r *CooperativeReconciler) ensureClusterScratchDatabase(ctx context.Context
 		return pending, nil
 	}
 	desired := specs.DrillDatabase(coop)
-	if _, err := ssa.ApplyUnstructured(ctx, r.Client, desired); err != nil {
+	if _, err := ssa.ApplyUnstructured(ctx, r.Client, r.APIReader, desired); err != nil {
 		return "", fmt.Errorf("while applying the scratch Database: %w", err)
 	}
 	live := &unstructured.Unstructured{}

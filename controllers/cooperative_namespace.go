@@ -62,7 +62,7 @@ func (r *CooperativeReconciler) reconcileNamespace(ctx context.Context, s *scope
 	applies := []func() (string, error){
 		applyHashed(ctx, r, &corev1.Namespace{}, specs.Namespace(coop), corev1ac.ExtractNamespace),
 		// The quota is cached whole: its status feeds the coop's metrics.
-		applyOne(ctx, r.Client, &corev1.ResourceQuota{}, specs.ResourceQuota(coop, s.plan), corev1ac.ExtractResourceQuota),
+		applyOne(ctx, r, &corev1.ResourceQuota{}, specs.ResourceQuota(coop, s.plan), corev1ac.ExtractResourceQuota),
 		applyHashed(ctx, r, &corev1.LimitRange{}, specs.LimitRange(coop, s.plan), corev1ac.ExtractLimitRange),
 		applyHashed(ctx, r, &rbacv1.Role{}, specs.AdminRole(coop), rbacv1ac.ExtractRole),
 		applyHashed(ctx, r, &rbacv1.RoleBinding{}, specs.AdminRoleBinding(coop), rbacv1ac.ExtractRoleBinding),
@@ -84,11 +84,11 @@ func (r *CooperativeReconciler) reconcileNamespace(ctx context.Context, s *scope
 	return ctrl.Result{}, nil
 }
 
-// applyOne defers one server-side apply, so that the phase can list its
-// children first and apply them in order.
-func applyOne[O client.Object, A ssa.ApplyConfiguration](ctx context.Context, c client.Client, live O, desired A, extract ssa.Extractor[O, A]) func() (string, error) {
+// applyOne defers one ssa.Apply, so that the phase can list its children
+// first and apply them in order.
+func applyOne[O client.Object, A ssa.ApplyConfiguration](ctx context.Context, r *CooperativeReconciler, live O, desired A, extract ssa.Extractor[O, A]) func() (string, error) {
 	return func() (string, error) {
-		_, err := ssa.Apply(ctx, c, live, desired, extract)
+		_, err := ssa.Apply(ctx, r.Client, r.APIReader, live, desired, extract)
 		return ssa.Describe(desired), err
 	}
 }

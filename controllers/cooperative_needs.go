@@ -179,7 +179,7 @@ func (r *CooperativeReconciler) reconcileDedicatedAppDatabases(ctx context.Conte
 }
 
 func (r *CooperativeReconciler) applyAppDatabaseSecret(ctx context.Context, coop *v1alpha1.Cooperative, app string, conn specs.Connection) error {
-	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, specs.AppDatabaseSecret(coop, app, conn), corev1ac.ExtractSecret); err != nil {
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Secret{}, specs.AppDatabaseSecret(coop, app, conn), corev1ac.ExtractSecret); err != nil {
 		return fmt.Errorf("while applying the database Secret of app %s: %w", app, err)
 	}
 	return nil
@@ -245,7 +245,7 @@ func (r *CooperativeReconciler) reconcileRedis(ctx context.Context, coop *v1alph
 			return nil, err
 		}
 	}
-	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, specs.RedisSecret(coop, app.Name, password), corev1ac.ExtractSecret); err != nil {
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Secret{}, specs.RedisSecret(coop, app.Name, password), corev1ac.ExtractSecret); err != nil {
 		return nil, fmt.Errorf("while applying the Redis Secret: %w", err)
 	}
 	objs, err := specs.RedisObjects(coop, app.Name, app.Hibernate)
@@ -253,7 +253,7 @@ func (r *CooperativeReconciler) reconcileRedis(ctx context.Context, coop *v1alph
 		return nil, err
 	}
 	for _, obj := range objs {
-		if _, err := ssa.ApplyUnstructured(ctx, r.Client, obj); err != nil {
+		if _, err := ssa.ApplyUnstructured(ctx, r.Client, r.APIReader, obj); err != nil {
 			return nil, fmt.Errorf("while applying %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
 	}

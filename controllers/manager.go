@@ -88,22 +88,20 @@ func CacheOptions(cfg Config) cache.Options {
 	}
 }
 
-// stripManagedFields keeps, of typed objects, only the operator's own
-// managedFields entries, which ssa.Apply compares against. Objects read as
-// unstructured (app workloads, CloudNativePG Clusters) are compared by value
-// in ssa.ApplyUnstructured and keep none: re-encoding the kept entries into
-// their maps cost more memory than the objects themselves. Objects cached as
-// metadata only keep what ssa.ApplyHashed looks at.
+// stripManagedFields keeps, of the managedFields of cached objects, only
+// what ssa.Apply looks at (ssa.StripToWriters): which other managers wrote
+// an object, and whether the operator made it by create. Objects read as
+// unstructured (CloudNativePG Clusters) are compared by value in
+// ssa.ApplyUnstructured and keep none.
 func stripManagedFields(in any) (any, error) {
 	if u, ok := in.(*unstructured.Unstructured); ok {
 		unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
 		return u, nil
 	}
-	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
-		ssa.StripToForeignWriters(m)
-		return m, nil
+	if m, ok := in.(metav1.Object); ok {
+		ssa.StripToWriters(m)
 	}
-	return ssa.StripForeignManagedFields(in)
+	return in, nil
 }
 
 // ControllerConfig turns controller-runtime's priority queue off: with it,

@@ -273,7 +273,7 @@ func (r *RestoreReconciler) scaleDown(ctx context.Context, restore *v1alpha1.Res
 			return ctrl.Result{}, err
 		}
 	}
-	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{},
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Secret{},
 		specs.RestorePasswordSecret(restore, p.target, r.Options.OperatorNamespace, password, token, p.identity), corev1ac.ExtractSecret); err != nil {
 		return ctrl.Result{}, fmt.Errorf("while applying the restore's database Secret: %w", err)
 	}
@@ -621,7 +621,7 @@ func (r *RestoreReconciler) runJob(ctx context.Context, desired *batchv1ac.JobAp
 	live := &batchv1.Job{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: *desired.Namespace, Name: *desired.Name}, live)
 	if apierrors.IsNotFound(err) {
-		if _, err := ssa.Apply(ctx, r.Client, &batchv1.Job{}, desired, batchv1ac.ExtractJob); err != nil {
+		if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &batchv1.Job{}, desired, batchv1ac.ExtractJob); err != nil {
 			return jobRunning, "", fmt.Errorf("while applying Job %s: %w", *desired.Name, err)
 		}
 		return jobRunning, "", nil

@@ -55,10 +55,10 @@ func (r *RestoreReconciler) startReceivers(ctx context.Context, restore *v1alpha
 	if len(vols) == 0 {
 		return nil
 	}
-	if _, err := ssa.Apply(ctx, r.Client, &corev1.Secret{}, specs.RestoreReceiverSecret(restore, p.target, token), corev1ac.ExtractSecret); err != nil {
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Secret{}, specs.RestoreReceiverSecret(restore, p.target, token), corev1ac.ExtractSecret); err != nil {
 		return fmt.Errorf("while applying the receivers' token: %w", err)
 	}
-	if _, err := ssa.Apply(ctx, r.Client, &corev1.Service{}, specs.RestoreRunnerService(restore, p.target, r.Options), corev1ac.ExtractService); err != nil {
+	if _, err := ssa.Apply(ctx, r.Client, r.APIReader, &corev1.Service{}, specs.RestoreRunnerService(restore, p.target, r.Options), corev1ac.ExtractService); err != nil {
 		return fmt.Errorf("while applying the restore runner's Service: %w", err)
 	}
 	for _, v := range vols {

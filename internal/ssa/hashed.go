@@ -8,51 +8,21 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// AppliedAnnotation holds a hash of what the operator last applied to an
-// object that it caches as metadata only: the hash, not the content, tells
-// that nothing changed.
+// AppliedAnnotation holds a hash of what the operator last created or
+// applied: the hash, not the content, tells that nothing changed, so the
+// cache needs neither the content of metadata-only kinds nor the operator's
+// managedFields.
 const AppliedAnnotation = "cooperator.dev/applied"
 
-// ApplyHashed is Apply for kinds the cache keeps as metadata only
-// (metav1.PartialObjectMetadata, with StripToForeignWriters). It applies
-// when the object is missing or its AppliedAnnotation differs from the hash
-// of desired. When another field manager has written the object, it reads
-// the whole object from reader and compares what FieldOwner owns, as Apply
-// does, so a change made by hand is put back. It reports whether it sent a
-// request.
-func ApplyHashed[O client.Object, A ApplyConfiguration](ctx context.Context, c client.Client, reader client.Reader, live O, desired A, extract Extractor[O, A]) (bool, error) {
-	want, hash, err := hashed(desired)
-	if err != nil {
-		return false, err
-	}
-	key := client.ObjectKey{Name: ptr.Deref(desired.GetName(), ""), Namespace: ptr.Deref(desired.GetNamespace(), "")}
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(want.GroupVersionKind())
-	err = c.Get(ctx, key, meta)
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return false, err
-	case meta.Annotations[AppliedAnnotation] != hash:
-	case len(meta.ManagedFields) == 0:
-		return false, nil
-	default:
-		same, err := ownsDesired(ctx, reader, key, live, want, extract)
-		if err != nil || same {
-			return false, err
-		}
-	}
-	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(want), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return true, err
-	}
-	return true, nil
+// foreignWriter reports whether an entry is of a field manager other than
+// FieldOwner that wrote the object itself (not its status).
+func foreignWriter(e metav1.ManagedFieldsEntry) bool {
+	return e.Manager != FieldOwner && e.Subresource == ""
 }
 
 // hashed is desired as an unstructured object that carries its own hash in
@@ -105,16 +75,16 @@ func decode(data []byte) (*unstructured.Unstructured, error) {
 	return u, u.UnmarshalJSON(data)
 }
 
-// StripToForeignWriters is the cache transform of kinds applied with
-// ApplyHashed. Of their managedFields it keeps, without their field sets,
-// only the entries of other managers that wrote the object itself (not its
-// status): those say that ApplyHashed must look closer.
-func StripToForeignWriters(obj metav1.Object) {
-	entries := obj.GetManagedFields()
+// StripToWriters is the cache transform of kinds applied with ApplyHashed.
+// Of their managedFields it keeps, without their field sets, the entries of
+// other managers that wrote the object itself (not its status), which say
+// that ApplyHashed must look closer, and FieldOwner's Update entry, which
+// says that the object was made by create and needs upgrade before an apply.
+func StripToWriters(obj metav1.Object) {
 	var kept []metav1.ManagedFieldsEntry
-	for _, e := range entries {
-		if e.Manager != FieldOwner && e.Subresource == "" {
-			kept = append(kept, metav1.ManagedFieldsEntry{Manager: e.Manager, Operation: e.Operation, Time: e.Time})
+	for _, e := range obj.GetManagedFields() {
+		if foreignWriter(e) || createEntry(e) {
+			kept = append(kept, metav1.ManagedFieldsEntry{Manager: e.Manager, Operation: e.Operation, Subresource: e.Subresource, Time: e.Time})
 		}
 	}
 	obj.SetManagedFields(kept)

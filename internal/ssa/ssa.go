@@ -1,13 +1,14 @@
-// Package ssa applies desired objects with server-side apply under one field
-// owner, and sends nothing when the live object already holds exactly what
-// that owner applied, so an unchanged coop costs no write requests.
+// Package ssa makes objects hold what the operator wants under one field
+// owner: it creates missing objects, changes them with server-side apply,
+// and sends nothing when the live object already holds what that owner
+// applied, so an unchanged coop costs no write requests.
 package ssa
 
 import (
 	"context"
 	"fmt"
+	"slices"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,48 +30,64 @@ type ApplyConfiguration interface {
 // generated Extract functions do.
 type Extractor[O client.Object, A ApplyConfiguration] func(live O, fieldManager string) (A, error)
 
-// Apply makes the object named by desired hold desired. It reads the live
-// object (from the cache when c is cached) and applies only when the fields
-// FieldOwner owns differ from desired. It reports whether it sent a request.
-func Apply[O client.Object, A ApplyConfiguration](ctx context.Context, c client.Client, live O, desired A, extract Extractor[O, A]) (bool, error) {
-	key := client.ObjectKey{Name: ptr.Deref(desired.GetName(), ""), Namespace: ptr.Deref(desired.GetNamespace(), "")}
-	err := c.Get(ctx, key, live)
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return false, err
-	default:
-		owned, err := extract(live, FieldOwner)
-		if err == nil && equality.Semantic.DeepEqual(owned, desired) {
-			return false, nil
-		}
-	}
-	if err := c.Apply(ctx, desired, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return true, err
-	}
-	return true, nil
+// Apply makes the object named by desired hold desired, for kinds the cache
+// keeps whole. It creates a missing object, and applies when the object's
+// AppliedAnnotation differs from the hash of desired. When another field
+// manager has written the object, it reads the whole object from reader and
+// compares what FieldOwner owns, so a change made by hand is put back. It
+// reports whether it sent a write.
+func Apply[O client.Object, A ApplyConfiguration](ctx context.Context, c client.Client, reader client.Reader, live O, desired A, extract Extractor[O, A]) (bool, error) {
+	return apply(ctx, c, reader, live, live, desired, extract)
 }
 
-// StripForeignManagedFields is a cache transform that keeps only FieldOwner's
-// managedFields entries: Apply needs those to see that nothing changed, and
-// the rest would only cost memory.
-func StripForeignManagedFields(in any) (any, error) {
-	obj, ok := in.(metav1.Object)
-	if !ok {
-		return in, nil
+// ApplyHashed is Apply for kinds the cache keeps as metadata only
+// (metav1.PartialObjectMetadata).
+func ApplyHashed[O client.Object, A ApplyConfiguration](ctx context.Context, c client.Client, reader client.Reader, live O, desired A, extract Extractor[O, A]) (bool, error) {
+	return apply(ctx, c, reader, &metav1.PartialObjectMetadata{}, live, desired, extract)
+}
+
+// apply reads the object from c into cached, which is of the type c's cache
+// keeps of the kind, and from reader into live when it must compare
+// contents.
+func apply[O client.Object, A ApplyConfiguration](ctx context.Context, c client.Client, reader client.Reader, cached client.Object, live O, desired A, extract Extractor[O, A]) (bool, error) {
+	want, hash, err := hashed(desired)
+	if err != nil {
+		return false, err
 	}
-	entries := obj.GetManagedFields()
-	if len(entries) == 0 {
-		return in, nil
+	if meta, ok := cached.(*metav1.PartialObjectMetadata); ok {
+		meta.SetGroupVersionKind(want.GroupVersionKind())
 	}
-	kept := entries[:0:0]
-	for _, e := range entries {
-		if e.Manager == FieldOwner {
-			kept = append(kept, e)
+	key := client.ObjectKeyFromObject(want)
+	sent := false
+	err = c.Get(ctx, key, cached)
+	if apierrors.IsNotFound(err) {
+		made, createErr := create(ctx, c, want)
+		if made || createErr != nil {
+			return true, createErr
+		}
+		// It exists already: judge it as the API server has it.
+		sent = true
+		err = reader.Get(ctx, key, cached)
+	}
+	if err != nil {
+		return sent, err
+	}
+	switch {
+	case cached.GetAnnotations()[AppliedAnnotation] != hash:
+	case !slices.ContainsFunc(cached.GetManagedFields(), foreignWriter):
+		return sent, nil
+	default:
+		same, err := ownsDesired(ctx, reader, key, live, want, extract)
+		if err != nil || same {
+			return sent, err
 		}
 	}
-	obj.SetManagedFields(kept)
-	return in, nil
+	if slices.ContainsFunc(cached.GetManagedFields(), createEntry) {
+		if err := upgrade(ctx, c, reader, want.GroupVersionKind(), key); err != nil {
+			return true, err
+		}
+	}
+	return true, c.Apply(ctx, client.ApplyConfigurationFromUnstructured(want), client.FieldOwner(FieldOwner), client.ForceOwnership)
 }
 
 // Describe names an apply configuration for errors and logs: its kind and

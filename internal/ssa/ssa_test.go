@@ -3,28 +3,9 @@ package ssa
 import (
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
-
-func TestStripForeignManagedFieldsKeepsOnlyOurs(t *testing.T) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{
-		{Manager: "kubectl"}, {Manager: FieldOwner, Operation: metav1.ManagedFieldsOperationApply}, {Manager: "kube-controller-manager"},
-	}}}
-	original := ns.ManagedFields
-	out, err := StripForeignManagedFields(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := out.(*corev1.Namespace).ManagedFields
-	if len(got) != 1 || got[0].Manager != FieldOwner {
-		t.Errorf("kept %+v, want only %s", got, FieldOwner)
-	}
-	if original[0].Manager != "kubectl" {
-		t.Errorf("the input's slice was changed in place: %+v", original)
-	}
-}
 
 func TestContains(t *testing.T) {
 	live := map[string]any{"spec": map[string]any{"instances": float64(1), "storage": map[string]any{"size": "5Gi"}, "extra": "x"},
@@ -47,15 +28,18 @@ func TestContains(t *testing.T) {
 	}
 }
 
-func TestStripToForeignWritersKeepsWritersOfTheObjectOnly(t *testing.T) {
+func TestStripToWritersKeepsWritersOfTheObjectAndTheCreate(t *testing.T) {
 	ns := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{
 		{Manager: FieldOwner, Operation: metav1.ManagedFieldsOperationApply, FieldsV1: metav1.NewFieldsV1(`{"f:spec":{}}`)},
+		{Manager: FieldOwner, Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: metav1.NewFieldsV1(`{"f:spec":{}}`)},
 		{Manager: "kubectl-edit", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: metav1.NewFieldsV1(`{"f:spec":{}}`)},
 		{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, Subresource: "status"},
 	}}}
-	StripToForeignWriters(ns)
-	if len(ns.ManagedFields) != 1 || ns.ManagedFields[0].Manager != "kubectl-edit" || ns.ManagedFields[0].FieldsV1 != nil {
-		t.Errorf("kept %+v, want only kubectl-edit's entry, without its fields", ns.ManagedFields)
+	StripToWriters(ns)
+	got := ns.ManagedFields
+	if len(got) != 2 || got[0].Manager != FieldOwner || got[0].Operation != metav1.ManagedFieldsOperationUpdate ||
+		got[1].Manager != "kubectl-edit" || got[0].FieldsV1 != nil || got[1].FieldsV1 != nil {
+		t.Errorf("kept %+v, want the operator's Update entry and kubectl-edit's, without their fields", got)
 	}
 }
 

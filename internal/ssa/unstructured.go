@@ -10,22 +10,36 @@ import (
 )
 
 // ApplyUnstructured applies an object of a kind the operator has no Go
-// types for (a CloudNativePG Cluster). It sends nothing when every field of
-// desired already has its value in the live object. Unlike Apply it cannot
-// see a field that desired no longer sets; such a field goes at the next
-// apply that changes anything.
-func ApplyUnstructured(ctx context.Context, c client.Client, desired *unstructured.Unstructured) (bool, error) {
+// types for (a CloudNativePG Cluster). It creates a missing object, and
+// sends nothing when every field of desired already has its value in the
+// live object. Unlike Apply it cannot see a field that desired no longer
+// sets; such a field goes at the next apply that changes anything. It
+// reports whether it sent a write.
+func ApplyUnstructured(ctx context.Context, c client.Client, reader client.Reader, desired *unstructured.Unstructured) (bool, error) {
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(desired.GroupVersionKind())
-	err := c.Get(ctx, client.ObjectKeyFromObject(desired), live)
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return false, err
-	default:
-		if contains(live.Object, desired.Object) {
-			return false, nil
+	key := client.ObjectKeyFromObject(desired)
+	sent := false
+	err := c.Get(ctx, key, live)
+	if apierrors.IsNotFound(err) {
+		made, createErr := create(ctx, c, desired)
+		if made || createErr != nil {
+			return true, createErr
 		}
+		// It exists already: judge it as the API server has it.
+		sent = true
+		err = reader.Get(ctx, key, live)
+	}
+	if err != nil {
+		return sent, err
+	}
+	if contains(live.Object, desired.Object) {
+		return sent, nil
+	}
+	// The cache keeps no managedFields of some of these kinds: upgrade
+	// reads them.
+	if err := upgrade(ctx, c, reader, desired.GroupVersionKind(), key); err != nil {
+		return true, err
 	}
 	return true, c.Apply(ctx, client.ApplyConfigurationFromUnstructured(desired), client.FieldOwner(FieldOwner), client.ForceOwnership)
 }

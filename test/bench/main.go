@@ -49,6 +49,9 @@ type options struct {
 	// memoryLimit is the container memory limit the operator is run as
 	// if under; empty: none.
 	memoryLimit string
+	// stackResources are the resources of a coop's objects, whose creates
+	// the API server's counts report.
+	stackResources map[string]bool
 }
 
 func main() {
@@ -183,6 +186,10 @@ func bench(ctx context.Context, o options) error {
 		return err
 	}
 	res.Objects = describe(stack)
+	o.stackResources = map[string]bool{}
+	for _, obj := range stack {
+		o.stackResources[obj.gvr.Resource] = true
+	}
 	if err := writeStack(filepath.Join(work, "operator-objects.yaml"), stack); err != nil {
 		return err
 	}

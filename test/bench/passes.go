@@ -39,9 +39,10 @@ type operatorRun struct {
 	// EventsPerCoop are the Events it recorded per coop, part of the writes.
 	EventsPerCoop float64 `json:"eventsPerCoop"`
 	// ServerSide are the API server's own counts, during the pass, of the
-	// server-side applies by resource and of the writes to Cooperatives by
-	// verb and subresource: only the operator applies, and only it writes
-	// a Cooperative once the bench has created it.
+	// server-side applies and the creates of a coop's kinds by resource, and
+	// of the writes to Cooperatives by verb and subresource: only the
+	// operator applies or creates those kinds, and only it writes a
+	// Cooperative once the bench has created it.
 	ServerSide map[string]float64 `json:"apiServerCounts"`
 }
 
@@ -159,7 +160,7 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	if err != nil {
 		return operatorRun{}, err
 	}
-	serverBefore, err := apiServerCounts(o.apiserver)
+	serverBefore, err := apiServerCounts(o.apiserver, o.stackResources)
 	if err != nil {
 		return operatorRun{}, err
 	}
@@ -192,7 +193,7 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	if err != nil {
 		return operatorRun{}, err
 	}
-	serverAfter, err := apiServerCounts(o.apiserver)
+	serverAfter, err := apiServerCounts(o.apiserver, o.stackResources)
 	if err != nil {
 		return operatorRun{}, err
 	}
@@ -349,8 +350,9 @@ func saveBody(resp *http.Response, path string) error {
 }
 
 // apiServerCounts reads apiserver_request_total from the API server: every
-// server-side apply by resource, and every write to Cooperatives.
-func apiServerCounts(cfg *rest.Config) (map[string]float64, error) {
+// server-side apply by resource, every create of the resources of a coop's
+// objects, and every write to Cooperatives.
+func apiServerCounts(cfg *rest.Config, created map[string]bool) (map[string]float64, error) {
 	transport, err := rest.TransportFor(cfg)
 	if err != nil {
 		return nil, err
@@ -373,7 +375,7 @@ func apiServerCounts(cfg *rest.Config) (map[string]float64, error) {
 		if sub := s.labels["subresource"]; sub != "" {
 			resource += "/" + sub
 		}
-		if verb == "APPLY" || (strings.HasPrefix(resource, "cooperatives") && verb != "GET" && verb != "LIST" && verb != "WATCH") {
+		if verb == "APPLY" || (verb == "POST" && created[resource]) || (strings.HasPrefix(resource, "cooperatives") && verb != "GET" && verb != "LIST" && verb != "WATCH") {
 			out[verb+" "+resource] += s.value
 		}
 	}

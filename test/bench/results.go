@@ -126,7 +126,7 @@ func (r *results) markdown() string {
 	if d := r.Databases; d != nil {
 		fmt.Fprintf(&b, "| pass B, shared databases, %.1f DDL each | %.1f s | %.1f MiB | %.2f | %s |\n", d.DDLPerDatabase, d.CPUSeconds, d.PeakRSSMiB, d.WritesPerCoop, verbs(d.Requests))
 	}
-	fmt.Fprintf(&b, "\nThe API server's counts during pass A (applies by resource, and writes to Cooperatives): %s.\n", verbs(r.Operator.ServerSide))
+	fmt.Fprintf(&b, "\nThe API server's counts during pass A (creates and applies by resource, and writes to Cooperatives): %s.\n", verbs(r.Operator.ServerSide))
 	b.WriteString("\n| goal | measured | met |\n|---|---|---|\n")
 	for _, g := range r.Goals {
 		met := "no"

@@ -1,0 +1,51 @@
+package ssa
+
+import (
+	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/util/csaupgrade"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// create makes a missing object with POST: the API server spends about a
+// third less on a create than on an apply that creates. FieldOwner then owns
+// the object's fields through an Update entry, which upgrade turns into its
+// Apply entry before the object is next applied, so that an apply can still
+// drop a field. It reports whether the object was made; it was not when it
+// already exists (the cache had not seen it yet).
+func create(ctx context.Context, c client.Client, obj *unstructured.Unstructured) (bool, error) {
+	err := c.Create(ctx, obj.DeepCopy(), client.FieldOwner(FieldOwner))
+	if apierrors.IsAlreadyExists(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// createEntry reports whether an entry is FieldOwner's Update entry: its
+// fields were set by create.
+func createEntry(e metav1.ManagedFieldsEntry) bool {
+	return e.Manager == FieldOwner && e.Operation == metav1.ManagedFieldsOperationUpdate && e.Subresource == ""
+}
+
+// upgrade moves what FieldOwner owns through an Update entry into its Apply
+// entry, reading the object's managedFields past the cache. The patch
+// carries the resourceVersion read, so a concurrent change makes it fail
+// rather than lose that change's entries.
+func upgrade(ctx context.Context, c client.Client, reader client.Reader, gvk schema.GroupVersionKind, key client.ObjectKey) error {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(gvk)
+	if err := reader.Get(ctx, key, meta); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	patch, err := csaupgrade.UpgradeManagedFieldsPatch(meta, sets.New(FieldOwner), FieldOwner)
+	if err != nil || patch == nil {
+		return err
+	}
+	return c.Patch(ctx, meta, client.RawPatch(types.JSONPatchType, patch))
+}
