@@ -13,18 +13,25 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// create makes a missing object with POST: the API server spends about a
-// third less on a create than on an apply that creates. FieldOwner then owns
+// getOrCreate reads the object named by want from c into obj, and creates
+// want with POST when c has no such object: the API server spends about 30 %
+// less CPU on a create than on an apply that creates. FieldOwner then owns
 // the object's fields through an Update entry, which upgrade turns into its
 // Apply entry before the object is next applied, so that an apply can still
-// drop a field. It reports whether the object was made; it was not when it
-// already exists (the cache had not seen it yet).
-func create(ctx context.Context, c client.Client, obj *unstructured.Unstructured) (bool, error) {
-	err := c.Create(ctx, obj.DeepCopy(), client.FieldOwner(FieldOwner))
-	if apierrors.IsAlreadyExists(err) {
-		return false, nil
+// drop a field. When the object exists although c had none (a cache that
+// has not seen it yet), it is read from reader. made says whether the
+// object was created, sent whether any write was sent.
+func getOrCreate(ctx context.Context, c client.Client, reader client.Reader, want *unstructured.Unstructured, obj client.Object) (made, sent bool, err error) {
+	key := client.ObjectKeyFromObject(want)
+	err = c.Get(ctx, key, obj)
+	if !apierrors.IsNotFound(err) {
+		return false, false, err
 	}
-	return err == nil, err
+	err = c.Create(ctx, want.DeepCopy(), client.FieldOwner(FieldOwner))
+	if !apierrors.IsAlreadyExists(err) {
+		return err == nil, true, err
+	}
+	return false, true, reader.Get(ctx, key, obj)
 }
 
 // createEntry reports whether an entry is FieldOwner's Update entry: its

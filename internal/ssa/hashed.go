@@ -75,16 +75,17 @@ func decode(data []byte) (*unstructured.Unstructured, error) {
 	return u, u.UnmarshalJSON(data)
 }
 
-// StripToWriters is the cache transform of kinds applied with ApplyHashed.
-// Of their managedFields it keeps, without their field sets, the entries of
-// other managers that wrote the object itself (not its status), which say
-// that ApplyHashed must look closer, and FieldOwner's Update entry, which
-// says that the object was made by create and needs upgrade before an apply.
+// StripToWriters is the cache transform of kinds applied with Apply and
+// ApplyHashed. Of an object's managedFields it keeps, without their field
+// sets and times, the entries of other managers that wrote the object
+// itself (not its status), which say that the object must be compared more
+// closely, and FieldOwner's Update entry, which says that the object was
+// created and needs upgrade before an apply.
 func StripToWriters(obj metav1.Object) {
 	var kept []metav1.ManagedFieldsEntry
 	for _, e := range obj.GetManagedFields() {
 		if foreignWriter(e) || createEntry(e) {
-			kept = append(kept, metav1.ManagedFieldsEntry{Manager: e.Manager, Operation: e.Operation, Subresource: e.Subresource, Time: e.Time})
+			kept = append(kept, metav1.ManagedFieldsEntry{Manager: e.Manager, Operation: e.Operation, Subresource: e.Subresource})
 		}
 	}
 	obj.SetManagedFields(kept)

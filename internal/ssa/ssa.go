@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"slices"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
@@ -57,21 +56,11 @@ func apply[O client.Object, A ApplyConfiguration](ctx context.Context, c client.
 	if meta, ok := cached.(*metav1.PartialObjectMetadata); ok {
 		meta.SetGroupVersionKind(want.GroupVersionKind())
 	}
-	key := client.ObjectKeyFromObject(want)
-	sent := false
-	err = c.Get(ctx, key, cached)
-	if apierrors.IsNotFound(err) {
-		made, createErr := create(ctx, c, want)
-		if made || createErr != nil {
-			return true, createErr
-		}
-		// It exists already: judge it as the API server has it.
-		sent = true
-		err = reader.Get(ctx, key, cached)
-	}
-	if err != nil {
+	made, sent, err := getOrCreate(ctx, c, reader, want, cached)
+	if made || err != nil {
 		return sent, err
 	}
+	key := client.ObjectKeyFromObject(want)
 	switch {
 	case cached.GetAnnotations()[AppliedAnnotation] != hash:
 	case !slices.ContainsFunc(cached.GetManagedFields(), foreignWriter):

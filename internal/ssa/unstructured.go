@@ -4,7 +4,6 @@ import (
 	"context"
 	"reflect"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -18,19 +17,8 @@ import (
 func ApplyUnstructured(ctx context.Context, c client.Client, reader client.Reader, desired *unstructured.Unstructured) (bool, error) {
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(desired.GroupVersionKind())
-	key := client.ObjectKeyFromObject(desired)
-	sent := false
-	err := c.Get(ctx, key, live)
-	if apierrors.IsNotFound(err) {
-		made, createErr := create(ctx, c, desired)
-		if made || createErr != nil {
-			return true, createErr
-		}
-		// It exists already: judge it as the API server has it.
-		sent = true
-		err = reader.Get(ctx, key, live)
-	}
-	if err != nil {
+	made, sent, err := getOrCreate(ctx, c, reader, desired, live)
+	if made || err != nil {
 		return sent, err
 	}
 	if contains(live.Object, desired.Object) {
@@ -38,7 +26,7 @@ func ApplyUnstructured(ctx context.Context, c client.Client, reader client.Reade
 	}
 	// The cache keeps no managedFields of some of these kinds: upgrade
 	// reads them.
-	if err := upgrade(ctx, c, reader, desired.GroupVersionKind(), key); err != nil {
+	if err := upgrade(ctx, c, reader, desired.GroupVersionKind(), client.ObjectKeyFromObject(desired)); err != nil {
 		return true, err
 	}
 	return true, c.Apply(ctx, client.ApplyConfigurationFromUnstructured(desired), client.FieldOwner(FieldOwner), client.ForceOwnership)
