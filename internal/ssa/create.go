@@ -6,6 +6,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -27,11 +28,25 @@ func getOrCreate(ctx context.Context, c client.Client, reader client.Reader, wan
 	if !apierrors.IsNotFound(err) {
 		return false, false, err
 	}
-	err = c.Create(ctx, want.DeepCopy(), client.FieldOwner(FieldOwner))
+	err = c.Create(ctx, typed(c.Scheme(), want), client.FieldOwner(FieldOwner))
 	if !apierrors.IsAlreadyExists(err) {
 		return err == nil, true, err
 	}
 	return false, true, reader.Get(ctx, key, obj)
+}
+
+// typed is u as an object of its Go type when the scheme has one: the
+// client then sends and reads protobuf, which costs both sides less than
+// JSON. Otherwise it is a copy of u.
+func typed(scheme *runtime.Scheme, u *unstructured.Unstructured) client.Object {
+	if obj, err := scheme.New(u.GroupVersionKind()); err == nil {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err == nil {
+			if o, ok := obj.(client.Object); ok {
+				return o
+			}
+		}
+	}
+	return u.DeepCopy()
 }
 
 // createEntry reports whether an entry is FieldOwner's Update entry: its
