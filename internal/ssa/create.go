@@ -35,12 +35,13 @@ func getOrCreate(ctx context.Context, c client.Client, reader client.Reader, wan
 	return false, true, reader.Get(ctx, key, obj)
 }
 
-// typed is u as an object of its Go type when the scheme has one: the
-// client then sends and reads protobuf, which costs both sides less than
-// JSON. Otherwise it is a copy of u.
+// typed is u as an object of its Go type when the scheme has one and u has
+// no field that type lacks: the client then sends and reads protobuf, which
+// costs both sides less than JSON. Otherwise it is a copy of u, sent as it
+// is, so that a field the type does not know is never dropped unseen.
 func typed(scheme *runtime.Scheme, u *unstructured.Unstructured) client.Object {
 	if obj, err := scheme.New(u.GroupVersionKind()); err == nil {
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err == nil {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, obj, true); err == nil {
 			if o, ok := obj.(client.Object); ok {
 				return o
 			}

@@ -79,6 +79,19 @@ func TestCreatedObjectsDropWhatTheyNoLongerWant(t *testing.T) {
 		if entries := ownEntries(ns.ManagedFields); len(entries) != 1 || entries[0] != metav1.ManagedFieldsOperationApply {
 			t.Errorf("the operator's entries are %v, want its Apply entry only", entries)
 		}
+
+		// A label removed by hand leaves no other manager's entry behind.
+		delete(ns.Labels, "keep")
+		if err := c.Update(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+		if !apply(c, map[string]string{"keep": "1"}) {
+			t.Error("nothing sent for a namespace whose label was removed by hand")
+		}
+		getCreated(t, c, ns)
+		if ns.Labels["keep"] != "1" {
+			t.Errorf("labels %v, want keep put back", ns.Labels)
+		}
 	})
 
 	t.Run("typed", func(t *testing.T) {

@@ -63,6 +63,9 @@ func apply[O client.Object, A ApplyConfiguration](ctx context.Context, c client.
 	key := client.ObjectKeyFromObject(want)
 	switch {
 	case cached.GetAnnotations()[AppliedAnnotation] != hash:
+	// A label removed by hand leaves no trace in managedFields; a missing
+	// selector label also keeps the object out of the cache.
+	case !subset(cached.GetLabels(), want.GetLabels()):
 	case !slices.ContainsFunc(cached.GetManagedFields(), foreignWriter):
 		return sent, nil
 	default:
@@ -88,4 +91,14 @@ func Describe(a ApplyConfiguration) string {
 		kind = *k.GetKind()
 	}
 	return fmt.Sprintf("%s %s", kind, ptr.Deref(a.GetName(), ""))
+}
+
+// subset reports whether every entry of want is in have.
+func subset(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
