@@ -7,7 +7,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -89,15 +88,9 @@ func CacheOptions(cfg Config) cache.Options {
 }
 
 // stripManagedFields keeps, of the managedFields of cached objects, only
-// what ssa.Apply looks at (ssa.StripToWriters): which other managers wrote
-// an object, and whether the operator made it by create. Objects read as
-// unstructured (CloudNativePG Clusters) are compared by value in
-// ssa.ApplyUnstructured and keep none.
+// what the ssa package looks at (ssa.StripToWriters): which other managers
+// wrote an object, and whether the operator made it by create.
 func stripManagedFields(in any) (any, error) {
-	if u, ok := in.(*unstructured.Unstructured); ok {
-		unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
-		return u, nil
-	}
 	if m, ok := in.(metav1.Object); ok {
 		ssa.StripToWriters(m)
 	}

@@ -75,8 +75,8 @@ func decode(data []byte) (*unstructured.Unstructured, error) {
 	return u, u.UnmarshalJSON(data)
 }
 
-// StripToWriters is the cache transform of kinds applied with Apply and
-// ApplyHashed. Of an object's managedFields it keeps, without their field
+// StripToWriters is the cache transform of every kind the ssa package
+// writes. Of an object's managedFields it keeps, without their field
 // sets and times, the entries of other managers that wrote the object
 // itself (not its status), which say that the object must be compared more
 // closely, and FieldOwner's Update entry, which says that the object was

@@ -3,6 +3,7 @@ package ssa
 import (
 	"context"
 	"reflect"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,10 +25,10 @@ func ApplyUnstructured(ctx context.Context, c client.Client, reader client.Reade
 	if contains(live.Object, desired.Object) {
 		return sent, nil
 	}
-	// The cache keeps no managedFields of some of these kinds: upgrade
-	// reads them.
-	if err := upgrade(ctx, c, reader, desired.GroupVersionKind(), client.ObjectKeyFromObject(desired)); err != nil {
-		return true, err
+	if slices.ContainsFunc(live.GetManagedFields(), createEntry) {
+		if err := upgrade(ctx, c, reader, desired.GroupVersionKind(), client.ObjectKeyFromObject(desired)); err != nil {
+			return true, err
+		}
 	}
 	return true, c.Apply(ctx, client.ApplyConfigurationFromUnstructured(desired), client.FieldOwner(FieldOwner), client.ForceOwnership)
 }
