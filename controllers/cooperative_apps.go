@@ -71,6 +71,11 @@ func (r *CooperativeReconciler) reconcileApps(ctx context.Context, s *scope) (ct
 		statuses = append(statuses, st)
 	}
 	coop.Status.Apps = statuses
+	names := make([]string, 0, len(coop.Spec.Apps))
+	for _, app := range coop.Spec.Apps {
+		names = append(names, app.Name)
+	}
+	r.renders.Keep(client.ObjectKeyFromObject(coop).String(), names)
 	if err := r.pruneApps(ctx, coop); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -122,7 +127,7 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 	if err := r.applyGenerated(ctx, coop, app.Name, bp); err != nil {
 		return st, nil, err
 	}
-	objs, err := blueprint.Render(blueprint.Files(bp), in)
+	objs, err := r.renders.Render(client.ObjectKeyFromObject(coop).String(), app.Name, blueprint.Files(bp), in)
 	if err != nil {
 		return fail(v1alpha1.AppChecksFailedReason, "rendering failed")
 	}

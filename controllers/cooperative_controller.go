@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/blueprint"
 	"cooperator.dev/cooperator/internal/dns"
 	"cooperator.dev/cooperator/internal/postgres"
 	"cooperator.dev/cooperator/internal/specs"
@@ -59,6 +61,9 @@ type CooperativeReconciler struct {
 	MaxConcurrentReconciles int
 
 	placer placer
+	// renders keeps each app's last render, so a coop reconciled again
+	// with nothing changed does not run kustomize.
+	renders blueprint.Renders
 }
 
 // scope carries what one reconcile of one coop has observed so far.
@@ -97,6 +102,9 @@ type phaseFunc func(ctx context.Context, s *scope) (ctrl.Result, error)
 func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	coop := &v1alpha1.Cooperative{}
 	if err := r.Get(ctx, req.NamespacedName, coop); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.renders.Forget(req.String())
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := &scope{coop: coop, original: coop.DeepCopy()}
@@ -107,6 +115,7 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}()
 
 	if !coop.DeletionTimestamp.IsZero() {
+		r.renders.Forget(req.String())
 		return r.reconcileDelete(ctx, s)
 	}
 

@@ -3,13 +3,19 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
 	"time"
+	"unique"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -83,18 +89,105 @@ func CacheOptions(cfg Config) cache.Options {
 			&v1alpha1.DomainClaim{}: everything, &v1alpha1.BackupStore{}: everything,
 			&v1alpha1.Restore{}: everything,
 		},
-		DefaultTransform: stripManagedFields,
+		DefaultTransform: compactCached,
 	}
 }
 
-// stripManagedFields keeps, of the managedFields of cached objects, only
-// what the ssa package looks at (ssa.StripToWriters): which other managers
-// wrote an object, and whether the operator made it by create.
-func stripManagedFields(in any) (any, error) {
+// compactCached is the cache's transform. Of the managedFields of cached
+// objects it keeps only what the ssa package looks at (ssa.StripToWriters):
+// which other managers wrote an object, and whether the operator made it by
+// create. It also shares what repeats from object to object.
+func compactCached(in any) (any, error) {
 	if m, ok := in.(metav1.Object); ok {
 		ssa.StripToWriters(m)
+		if _, isUnstructured := in.(runtime.Unstructured); !isUnstructured {
+			shareStrings(m)
+		}
 	}
 	return in, nil
+}
+
+// shareStrings makes the strings of a cached object's metadata that repeat
+// across objects point to one copy: decoding gives every object its own.
+// Every coop's children have the same names, labels, annotation keys and
+// owner in their namespace, which is a third of the metadata the cache
+// holds; objects with the same labels share one map of them. Strings seen
+// once (uid, resourceVersion, annotation values) are left alone.
+// Unstructured objects keep their metadata in nested maps, which a Set would
+// copy; they are left alone too.
+func shareStrings(m metav1.Object) {
+	m.SetNamespace(shared(m.GetNamespace()))
+	m.SetName(shared(m.GetName()))
+	if labels := m.GetLabels(); len(labels) > 0 {
+		m.SetLabels(labelSets.share(labels))
+	}
+	if annotations := m.GetAnnotations(); len(annotations) > 0 {
+		same := make(map[string]string, len(annotations))
+		for k, v := range annotations {
+			same[shared(k)] = v
+		}
+		m.SetAnnotations(same)
+	}
+	owners := m.GetOwnerReferences()
+	for i := range owners {
+		o := &owners[i]
+		o.APIVersion, o.Kind, o.Name = shared(o.APIVersion), shared(o.Kind), shared(o.Name)
+		o.UID = types.UID(shared(string(o.UID)))
+	}
+	fields := m.GetManagedFields()
+	for i := range fields {
+		e := &fields[i]
+		e.Manager, e.Operation, e.Subresource = shared(e.Manager), metav1.ManagedFieldsOperationType(shared(string(e.Operation))), shared(e.Subresource)
+	}
+}
+
+// labelSets hands out one map per set of labels: a coop's children carry
+// the same few labels, and a small map costs more than its strings. Cached
+// objects are never changed in place (the cache hands out deep copies), so
+// they can share a map.
+var labelSets sharedMaps
+
+// maxSharedMaps bounds the maps kept for sharing; past it, the table starts
+// over. Objects keep the maps they have.
+const maxSharedMaps = 4096
+
+type sharedMaps struct {
+	mu   sync.Mutex
+	maps map[string]map[string]string
+}
+
+// share returns the map kept for m's entries, keeping a copy of m when there
+// is none.
+func (t *sharedMaps) share(m map[string]string) map[string]string {
+	var key strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		key.WriteString(k)
+		key.WriteByte(0)
+		key.WriteString(m[k])
+		key.WriteByte(0)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if same, ok := t.maps[key.String()]; ok {
+		return same
+	}
+	if t.maps == nil || len(t.maps) >= maxSharedMaps {
+		t.maps = make(map[string]map[string]string, maxSharedMaps)
+	}
+	same := make(map[string]string, len(m))
+	for k, v := range m {
+		same[shared(k)] = shared(v)
+	}
+	t.maps[key.String()] = same
+	return same
+}
+
+// shared is the one copy of s; copies no object uses any more are freed.
+func shared(s string) string {
+	if s == "" {
+		return s
+	}
+	return unique.Make(s).Value()
 }
 
 // ControllerConfig turns controller-runtime's priority queue off: with it,

@@ -80,6 +80,15 @@ const ParametersConfigMap = "parameters"
 // kustomization.yaml if it has its own), with an overlay made from in.
 // Nothing touches the disk.
 func Render(files map[string]string, in Input) ([]*unstructured.Unstructured, error) {
+	rendered, err := render(files, in)
+	if err != nil {
+		return nil, err
+	}
+	return decodeAll(rendered)
+}
+
+// render is Render's objects as JSON, in order.
+func render(files map[string]string, in Input) ([][]byte, error) {
 	fs := filesys.MakeFsInMemory()
 	var resources []string
 	for name, content := range files {
@@ -127,20 +136,28 @@ func Render(files map[string]string, in Input) ([]*unstructured.Unstructured, er
 	if err != nil {
 		return nil, fmt.Errorf("rendering: %w", err)
 	}
-	var out []*unstructured.Unstructured
+	var out [][]byte
 	for _, r := range resMap.Resources() {
 		if r.GetAnnotations()[providedAnnotation] != "" {
 			continue
 		}
-		// Through JSON, so that numbers are int64 and float64 as the
-		// apimachinery expects.
 		data, err := r.MarshalJSON()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s %s: %w", r.GetKind(), r.GetName(), err)
 		}
+		out = append(out, data)
+	}
+	return out, nil
+}
+
+// decodeAll decodes rendered objects. Through JSON, so that numbers are
+// int64 and float64 as the apimachinery expects.
+func decodeAll(rendered [][]byte) ([]*unstructured.Unstructured, error) {
+	out := make([]*unstructured.Unstructured, 0, len(rendered))
+	for _, data := range rendered {
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(data); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", r.GetKind(), r.GetName(), err)
+			return nil, err
 		}
 		out = append(out, u)
 	}

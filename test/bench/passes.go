@@ -38,6 +38,9 @@ type operatorRun struct {
 	WritesPerCoop float64 `json:"writesPerCoop"`
 	// EventsPerCoop are the Events it recorded per coop, part of the writes.
 	EventsPerCoop float64 `json:"eventsPerCoop"`
+	// ReconcilesPerCoop are the Cooperative controller's reconciles per
+	// coop: each one reads the coop's children and renders its apps.
+	ReconcilesPerCoop float64 `json:"reconcilesPerCoop"`
 	// ServerSide are the API server's own counts, during the pass, of the
 	// server-side applies and the creates of a coop's kinds by resource, and
 	// of the writes to Cooperatives by verb and subresource: only the
@@ -74,8 +77,8 @@ func passA(ctx context.Context, o options, res *results, c client.Client, t *tra
 		return err
 	}
 	res.Operator = pr
-	logf("Operator: all %d Ready in %.1fs (p50 %.1fs, p99 %.1fs); %.1f CPU s; peak RSS %.1f MiB (now %.1f anonymous, %.1f file); %.1f writes per coop",
-		o.n, pr.AllReadySeconds, pr.P50Seconds, pr.P99Seconds, pr.CPUSeconds, pr.PeakRSSMiB, pr.RSSAnonMiB, pr.RSSFileMiB, pr.WritesPerCoop)
+	logf("Operator: all %d Ready in %.1fs (p50 %.1fs, p99 %.1fs); %.1f CPU s; peak RSS %.1f MiB (now %.1f anonymous, %.1f file); %.1f writes and %.1f reconciles per coop",
+		o.n, pr.AllReadySeconds, pr.P50Seconds, pr.P99Seconds, pr.CPUSeconds, pr.PeakRSSMiB, pr.RSSAnonMiB, pr.RSSFileMiB, pr.WritesPerCoop, pr.ReconcilesPerCoop)
 	if o.profile {
 		if err := saveProfile(op, "heap", filepath.Join(o.work, "heap-passA.pprof")); err != nil {
 			return err
@@ -205,11 +208,14 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	}
 	requests := diff(after.requestsByVerb(), before.requestsByVerb())
 	n := float64(len(coops))
+	reconciles := after.sum("controller_runtime_reconcile_total", cooperativeController) -
+		before.sum("controller_runtime_reconcile_total", cooperativeController)
 	r := t.result(coops)
 	r.ServerCPUSeconds = round(serverCPUReady - serverCPUBefore)
 	return operatorRun{run: r, CPUSeconds: round(cpuAfter - cpuBefore), PeakRSSMiB: round(rss),
 		RSSAnonMiB: round(anon), RSSFileMiB: round(file), ServerSide: diff(serverAfter, serverBefore),
-		Requests: requests, WritesPerCoop: round(mutating(requests) / n), EventsPerCoop: round(float64(events) / n)}, nil
+		Requests: requests, WritesPerCoop: round(mutating(requests) / n), EventsPerCoop: round(float64(events) / n),
+		ReconcilesPerCoop: round(reconciles / n)}, nil
 }
 
 // restart starts the operator and waits until it has reconciled every coop
@@ -234,11 +240,13 @@ func restart(ctx context.Context, start starter, coops int) (*operator, resync, 
 	return op, resync{Coops: coops, Seconds: round(seconds), MutatingRequests: mutating(requests), Requests: requests, PeakRSSMiB: round(rss)}, nil
 }
 
+// cooperativeController selects the Cooperative controller's metrics.
+var cooperativeController = map[string]string{"controller": "cooperative"}
+
 // waitIdle waits until the Cooperative controller has reconciled at least
 // coops times in this process, its queue is empty and no worker is busy,
 // twice in a row 500 ms apart, and returns the last scrape.
 func waitIdle(ctx context.Context, op *operator, coops int) (samples, error) {
-	controller := map[string]string{"controller": "cooperative"}
 	idle := 0
 	var last samples
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 30*time.Minute, true, func(context.Context) (bool, error) {
@@ -247,9 +255,9 @@ func waitIdle(ctx context.Context, op *operator, coops int) (samples, error) {
 			return false, nil
 		}
 		last = s
-		if s.sum("controller_runtime_reconcile_total", controller) >= float64(coops) &&
+		if s.sum("controller_runtime_reconcile_total", cooperativeController) >= float64(coops) &&
 			s.sum("workqueue_depth", map[string]string{"name": "cooperative"}) == 0 &&
-			s.sum("controller_runtime_active_workers", controller) == 0 {
+			s.sum("controller_runtime_active_workers", cooperativeController) == 0 {
 			idle++
 		} else {
 			idle = 0
