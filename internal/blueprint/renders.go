@@ -79,17 +79,6 @@ func (r *Renders) Forget(owner string) {
 	delete(r.last, owner)
 }
 
-// Len is how many renders are kept.
-func (r *Renders) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, apps := range r.last {
-		n += len(apps)
-	}
-	return n
-}
-
 // renderSum hashes what a render depends on. encoding/json writes map keys
 // in order, so equal inputs give equal sums.
 func renderSum(files map[string]string, in Input) ([sha256.Size]byte, error) {
