@@ -103,7 +103,7 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	coop := &v1alpha1.Cooperative{}
 	if err := r.Get(ctx, req.NamespacedName, coop); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.renders.Forget(req.String())
+			r.renders.Forget(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -115,7 +115,7 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}()
 
 	if !coop.DeletionTimestamp.IsZero() {
-		r.renders.Forget(req.String())
+		r.renders.Forget(req.Name)
 		return r.reconcileDelete(ctx, s)
 	}
 

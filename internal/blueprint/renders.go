@@ -17,7 +17,7 @@ import (
 // memory of a render in flight. The zero value is ready to use.
 type Renders struct {
 	mu sync.Mutex
-	// last is by owner (a coop), then by app.
+	// last is by owner (a coop's name), then by app.
 	last map[string]map[string]lastRender
 	// runs counts the renders kustomize ran.
 	runs int
