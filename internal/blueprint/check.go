@@ -3,6 +3,7 @@ package blueprint
 import (
 	"fmt"
 	"sort"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -43,13 +44,20 @@ var allowedKinds = map[string]bool{
 
 var restricted = psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
 
+// podSecurity is built once: building it inflates every check for every
+// Kubernetes version, about 170 KB each time, and Check runs in every pass
+// of every coop. An evaluator only reads its checks, so passes share it.
+var podSecurity = sync.OnceValues(func() (policy.Evaluator, error) {
+	return policy.NewEvaluator(policy.DefaultChecks(), nil)
+})
+
 // Check finds what in objs may not run in a coop's namespace: kinds an app
 // may not bring, Services that would bypass the ingress, pods that Pod
 // Security Admission restricted refuses (privileged, host namespaces,
 // hostPath, root, capabilities, seccomp), and limits beyond the budget.
 // An empty result means the objects may be applied.
 func Check(objs []*unstructured.Unstructured, budget Budget) ([]Violation, error) {
-	evaluator, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	evaluator, err := podSecurity()
 	if err != nil {
 		return nil, err
 	}
