@@ -94,6 +94,12 @@ func passA(ctx context.Context, o options, res *results, c client.Client, t *tra
 	}
 	res.Resync = rs
 	logf("Resync: %.1fs, %.0f mutating requests, peak RSS %.1f MiB", rs.Seconds, rs.MutatingRequests, rs.PeakRSSMiB)
+	if o.profile {
+		if err := saveProfile(op, "heap", filepath.Join(o.work, "heap-resync.pprof")); err != nil {
+			op.stop()
+			return err
+		}
+	}
 
 	// Unrelated objects: the operator must not cache them.
 	logf("Unrelated: %d Secrets and %d Pods in other namespaces", o.unrelated, o.unrelated)
