@@ -142,8 +142,8 @@ func (c *Collector) collect(ctx context.Context, now time.Time, ch chan<- promet
 	reader := c.reader
 	c.mu.Unlock()
 	// A scrape only reads the cached objects, so it takes them without the
-	// deep copy a List makes of each: at a thousand coops those copies were
-	// most of what a scrape allocated.
+	// deep copy a List makes of each: a thousand coops would otherwise be
+	// copied at every scrape.
 	coops := &v1alpha1.CooperativeList{}
 	if err := reader.List(ctx, coops, client.UnsafeDisableDeepCopy); err != nil {
 		return err
