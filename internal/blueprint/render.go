@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/filters/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -136,6 +137,12 @@ func render(files map[string]string, in Input) ([][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rendering: %w", err)
 	}
+	if err := resMap.ApplyFilter(labels.Filter{Labels: in.Labels, FsSlice: templateLabelPaths}); err != nil {
+		return nil, fmt.Errorf("labelling: %w", err)
+	}
+	if err := resMap.ApplyFilter(labels.Filter{Labels: in.SelectorLabels, FsSlice: selectorLabelPaths}); err != nil {
+		return nil, fmt.Errorf("labelling: %w", err)
+	}
 	var out [][]byte
 	for _, r := range resMap.Resources() {
 		if r.GetAnnotations()[providedAnnotation] != "" {
@@ -182,12 +189,6 @@ func overlay(in Input) types.Kustomization {
 		Namespace:  in.Namespace,
 		NamePrefix: in.NamePrefix,
 	}
-	if len(in.Labels) > 0 {
-		k.Labels = []types.Label{{Pairs: in.Labels, IncludeSelectors: false, IncludeTemplates: true}}
-	}
-	if len(in.SelectorLabels) > 0 {
-		k.Labels = append(k.Labels, types.Label{Pairs: in.SelectorLabels, IncludeSelectors: true})
-	}
 	for _, img := range in.Images {
 		k.Images = append(k.Images, types.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag})
 	}
@@ -228,6 +229,51 @@ func overlay(in Input) types.Kustomization {
 		k.Replacements = append(k.Replacements, r)
 	}
 	return k
+}
+
+// Where the coop's labels go, in the kinds an app may bring (allowedKinds):
+// on every object and into pod templates, and for selector labels into
+// selectors too, as kustomize's labels field puts them. That field would
+// marshal its built-in field specs, for every kind there is, to YAML and
+// parse them back in each render: a third of what a render allocates.
+var (
+	templateLabelPaths = types.FsSlice{
+		{Path: "metadata/labels", CreateIfNotPresent: true},
+		labelPath("Deployment", "spec/template/metadata/labels", true),
+		labelPath("StatefulSet", "spec/template/metadata/labels", true),
+		labelPath("Job", "spec/template/metadata/labels", true),
+		labelPath("CronJob", "spec/jobTemplate/metadata/labels", true),
+		labelPath("CronJob", "spec/jobTemplate/spec/template/metadata/labels", true),
+	}
+	selectorLabelPaths = slices.Concat(templateLabelPaths, types.FsSlice{
+		labelPath("Service", "spec/selector", true),
+		labelPath("Deployment", "spec/selector/matchLabels", true),
+		labelPath("StatefulSet", "spec/selector/matchLabels", true),
+		labelPath("StatefulSet", "spec/volumeClaimTemplates[]/metadata/labels", true),
+		// A Job's selector is generated unless the Job sets its own.
+		labelPath("Job", "spec/selector/matchLabels", false),
+		labelPath("CronJob", "spec/jobTemplate/spec/selector/matchLabels", false),
+	}, podSelectorPaths("Deployment"), podSelectorPaths("StatefulSet"))
+)
+
+func labelPath(kind, path string, create bool) types.FieldSpec {
+	return types.FieldSpec{Gvk: resid.Gvk{Kind: kind}, Path: path, CreateIfNotPresent: create}
+}
+
+// podSelectorPaths are the selectors in a workload's pods that pick pods
+// of the same app (affinity and spreading), where they already exist.
+func podSelectorPaths(kind string) types.FsSlice {
+	var out types.FsSlice
+	for _, p := range []string{
+		"affinity/podAffinity/preferredDuringSchedulingIgnoredDuringExecution/podAffinityTerm/labelSelector/matchLabels",
+		"affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution/labelSelector/matchLabels",
+		"affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/podAffinityTerm/labelSelector/matchLabels",
+		"affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution/labelSelector/matchLabels",
+		"topologySpreadConstraints/labelSelector/matchLabels",
+	} {
+		out = append(out, labelPath(kind, "spec/template/spec/"+p, false))
+	}
+	return out
 }
 
 func resID(kind, name string) resid.ResId {
