@@ -41,6 +41,9 @@ import (
 // rest is for the binary's mapped pages, stacks and headroom.
 const MemoryLimitRatio = 0.8
 
+// GCPercent is the manager's GOGC unless the environment sets one.
+const GCPercent = 50
+
 // Scheme knows every kind the operator reads or writes.
 var Scheme = runtime.NewScheme()
 

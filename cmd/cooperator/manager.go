@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -60,6 +61,12 @@ func runManager(args []string) error {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
+	// The heap is mostly the caches, which live as long as the process: a
+	// collection at half again the live heap, not twice it, keeps the peak
+	// down for a little more CPU. GOGC, when set, wins.
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(controllers.GCPercent)
+	}
 	// A soft memory limit below the container's: the garbage collector
 	// works harder near it instead of letting the heap double, and the pod
 	// is not killed for garbage. GOMEMLIMIT, when set, wins.

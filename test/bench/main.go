@@ -142,6 +142,10 @@ func bench(ctx context.Context, o options) error {
 	opBin := filepath.Join(bin, "cooperator")
 	opLog := filepath.Join(work, "operator.log")
 	var opEnv []string
+	res.GOGC = fmt.Sprintf("%d (its default)", controllers.GCPercent)
+	if gogc, ok := os.LookupEnv("GOGC"); ok {
+		res.GOGC = gogc + " (from the environment)"
+	}
 	if o.memoryLimit != "" {
 		q, err := resource.ParseQuantity(o.memoryLimit)
 		if err != nil {
