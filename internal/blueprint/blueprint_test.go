@@ -17,16 +17,23 @@ import (
 	"cooperator.dev/cooperator/api/v1alpha1"
 )
 
-func fixture(t *testing.T, edits ...func(map[string]string)) map[string]string {
-	t.Helper()
+// readFiles reads a base's files from dir.
+func readFiles(tb testing.TB, dir string, names ...string) map[string]string {
+	tb.Helper()
 	files := map[string]string{}
-	for _, name := range []string{"web.yaml", "service.yaml"} {
-		data, err := os.ReadFile("testdata/" + name)
+	for _, name := range names {
+		data, err := os.ReadFile(dir + "/" + name)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		files[name] = string(data)
 	}
+	return files
+}
+
+func fixture(t *testing.T, edits ...func(map[string]string)) map[string]string {
+	t.Helper()
+	files := readFiles(t, "testdata", "web.yaml", "service.yaml")
 	for _, e := range edits {
 		e(files)
 	}
@@ -307,14 +314,7 @@ func TestTwoAppsOfOneBlueprintSelectTheirOwnPods(t *testing.T) {
 // BenchmarkRender is one app's render with no kept render, as a new
 // process's first pass over a coop.
 func BenchmarkRender(b *testing.B) {
-	files := map[string]string{}
-	for _, name := range []string{"web.yaml", "service.yaml"} {
-		data, err := os.ReadFile("testdata/" + name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		files[name] = string(data)
-	}
+	files := readFiles(b, "testdata", "web.yaml", "service.yaml")
 	in := input()
 	in.SelectorLabels = map[string]string{"cooperator.dev/app-instance": "shop"}
 	b.ReportAllocs()
@@ -330,14 +330,7 @@ func BenchmarkRender(b *testing.B) {
 // bring, and compares it with kustomize's labels field applied to the same
 // render without the coop's labels: the objects must be the same.
 func TestRenderLabelsAsKustomizeDoes(t *testing.T) {
-	files := map[string]string{}
-	for _, name := range []string{"workloads.yaml", "others.yaml"} {
-		data, err := os.ReadFile("testdata/kinds/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[name] = string(data)
-	}
+	files := readFiles(t, "testdata/kinds", "workloads.yaml", "others.yaml")
 	in := input()
 	in.Targets = nil
 	in.SelectorLabels = map[string]string{"cooperator.dev/app-instance": "shop"}

@@ -36,7 +36,8 @@ type Budget struct {
 
 // allowedKinds are what an app may bring. The operator owns exposure
 // (Ingress, Route, Gateway, LoadBalancer Services), isolation
-// (NetworkPolicy, quota, RBAC) and anything cluster-wide.
+// (NetworkPolicy, quota, RBAC) and anything cluster-wide. Render's label
+// paths (templateLabelPaths, selectorLabelPaths) cover these kinds.
 var allowedKinds = map[string]bool{
 	"Deployment": true, "StatefulSet": true, "Job": true, "CronJob": true,
 	"Service": true, "ConfigMap": true, "Secret": true, "PersistentVolumeClaim": true, "ServiceAccount": true,

@@ -235,7 +235,7 @@ func overlay(in Input) types.Kustomization {
 // on every object and into pod templates, and for selector labels into
 // selectors too, as kustomize's labels field puts them. That field would
 // marshal its built-in field specs, for every kind there is, to YAML and
-// parse them back in each render: a third of what a render allocates.
+// parse them back in each render: 1.2 of the 2.9 MB a render allocated.
 var (
 	templateLabelPaths = types.FsSlice{
 		{Path: "metadata/labels", CreateIfNotPresent: true},
