@@ -379,6 +379,12 @@ func TestRenderLabelsAsKustomizeDoes(t *testing.T) {
 	if len(want) != len(got) || len(got) != 12 {
 		t.Fatalf("rendered %d objects, kustomize %d; want 12 each", len(got), len(want))
 	}
+	// The label paths must cover every kind an app may bring.
+	for kind := range allowedKinds {
+		if byKind(got, kind) == nil {
+			t.Errorf("the base has no %s: add one to testdata/kinds", kind)
+		}
+	}
 	for i, r := range want {
 		data, err := r.MarshalJSON()
 		if err != nil {
