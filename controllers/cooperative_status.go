@@ -113,12 +113,13 @@ func (r *CooperativeReconciler) recordTransition(before, after *v1alpha1.Coopera
 	if now == nil || (old != nil && old.Status == now.Status && old.Reason == now.Reason) {
 		return
 	}
-	// A new coop on its way records nothing: its status says so, and an
-	// event would cost a write per coop that tells nobody anything.
-	// Failures are recorded from the first pass on.
+	// A new coop on its way records nothing until its first Ready, however
+	// many steps it passes (its database, then its apps' rollout): its
+	// status says where it is, and an event per step would cost writes that
+	// tell nobody anything. Failures are recorded from the first pass on.
 	failed := meta.IsStatusConditionTrue(after.Status.Conditions, v1alpha1.StalledCondition) ||
 		now.Reason == v1alpha1.ReconcileErrorReason || now.Reason == v1alpha1.PlanNotFoundReason
-	if old == nil && now.Status != metav1.ConditionTrue && !failed {
+	if !provisioned(before) && now.Status != metav1.ConditionTrue && !failed {
 		return
 	}
 	// Nor does its first Ready: status.initialization.provisioned and the

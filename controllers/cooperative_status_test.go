@@ -129,6 +129,8 @@ func TestReadyEventsSkipTheFirstReady(t *testing.T) {
 		want          string
 	}{
 		{"new coop on its way", withReady("", "", false), withReady(metav1.ConditionFalse, v1alpha1.ClusterNotReadyReason, false), ""},
+		{"new coop's next step", withReady(metav1.ConditionFalse, v1alpha1.ClusterNotReadyReason, false),
+			withReady(metav1.ConditionFalse, v1alpha1.AppsProgressingReason, false), ""},
 		{"first Ready", withReady(metav1.ConditionFalse, v1alpha1.ClusterNotReadyReason, false),
 			withReady(metav1.ConditionTrue, v1alpha1.ReadyReason, true), ""},
 		{"falls", withReady(metav1.ConditionTrue, v1alpha1.ReadyReason, true),
