@@ -36,16 +36,19 @@ type options struct {
 	nodes        int
 	unrelated    int
 	floorWorkers int
+	floorRounds  int
 	helmParallel int
 	helmVersion  string
 	out          string
 	skipHelm     bool
 	skipDB       bool
 	profile      bool
-	work         string
-	apiserver    *rest.Config
-	env          *testenv.Env
-	operatorArgs []string
+	// serverProfileSeconds is how long the API server's CPU profiles last.
+	serverProfileSeconds int
+	work                 string
+	apiserver            *rest.Config
+	env                  *testenv.Env
+	operatorArgs         []string
 	// memoryLimit is the container memory limit the operator is run as
 	// if under; empty: none.
 	memoryLimit string
@@ -61,16 +64,22 @@ func main() {
 	flag.IntVar(&o.nodes, "nodes", 4, "Fake nodes (2,000 pods each).")
 	flag.IntVar(&o.unrelated, "unrelated", 10000, "Unrelated Secrets, and as many unrelated Pods, created to see whether the operator's memory grows with them.")
 	flag.IntVar(&o.floorWorkers, "floor-workers", 32, "Goroutines of the floor's client-go program.")
+	flag.IntVar(&o.floorRounds, "floor-rounds", 1, "Times the floor runs, each round on the cluster the earlier ones filled; the ratios use the first.")
 	flag.IntVar(&o.helmParallel, "helm-parallel", 4, "helm installs at a time.")
 	flag.StringVar(&o.helmVersion, "helm-version", "", "Helm's pinned version, for the record (bin/helm-<version>).")
 	flag.StringVar(&o.out, "out", "bench", "Folder for results.json, results.md and ready.png.")
 	flag.BoolVar(&o.skipHelm, "skip-helm", false, "Leave Helm out (its run takes about ten minutes at N=1000).")
 	flag.BoolVar(&o.skipDB, "skip-databases", false, "Leave pass B, the shared databases, out.")
-	flag.BoolVar(&o.profile, "profile", false, "Save the CPU profiles of the operator for the first 30 s of each pass and of the API server for its first 20 s, and the operator's heap after pass A and after the resync, in the work folder.")
+	flag.BoolVar(&o.profile, "profile", false, "Save the CPU profiles of the operator for the first 30 s of each pass and of the API server for its first -server-profile-seconds, and the operator's heap after pass A and after the resync, in the work folder.")
+	flag.IntVar(&o.serverProfileSeconds, "server-profile-seconds", 20, "Length of the API server's CPU profiles that -profile saves.")
 	flag.StringVar(&operatorFlags, "operator-flags", "", "Extra flags for the operator, space-separated.")
 	flag.StringVar(&o.memoryLimit, "memory-limit", "", "Run the operator as under a container memory limit (such as 192Mi): with the soft limit it would set from it. Empty: no limit.")
 	flag.Parse()
 	o.operatorArgs = strings.Fields(operatorFlags)
+	if o.floorRounds < 1 || o.serverProfileSeconds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -floor-rounds and -server-profile-seconds must be at least 1")
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -209,7 +218,9 @@ func bench(ctx context.Context, o options) error {
 	logf("Floor: plain client-go, %d workers, %d tenants", o.floorWorkers, o.n)
 	cpu := serverCPU(env)
 	if o.profile {
-		go func() { _ = saveServerProfile(o.apiserver, filepath.Join(work, "apiserver-floor.pprof")) }()
+		go func() {
+			_ = saveServerProfile(o.apiserver, o.serverProfileSeconds, filepath.Join(work, "apiserver-floor.pprof"))
+		}()
 	}
 	if err := floor(ctx, dyn, floorTracker, stack, template, floorNames, o.floorWorkers); err != nil {
 		return err
@@ -220,6 +231,22 @@ func bench(ctx context.Context, o options) error {
 	res.Floor = floorTracker.result(floorNames)
 	res.Floor.ServerCPUSeconds = round(serverCPU(env) - cpu)
 	logf("Floor: all %d Available in %.1fs (p50 %.1fs, p99 %.1fs)", o.n, res.Floor.AllReadySeconds, res.Floor.P50Seconds, res.Floor.P99Seconds)
+	// Later rounds show how much the floor moves within one run, and
+	// whether a cluster that already holds tenants slows the next ones.
+	for i := 2; i <= o.floorRounds; i++ {
+		more := names(fmt.Sprintf("floor%d", i), o.n)
+		cpu := serverCPU(env)
+		if err := floor(ctx, dyn, floorTracker, stack, template, more, o.floorWorkers); err != nil {
+			return err
+		}
+		if err := floorTracker.waitAll(ctx, more, 30*time.Minute); err != nil {
+			return fmt.Errorf("floor, round %d: %w", i, err)
+		}
+		r := floorTracker.result(more)
+		r.ServerCPUSeconds = round(serverCPU(env) - cpu)
+		res.FloorRounds = append(res.FloorRounds, r)
+		logf("Floor, round %d: all %d Available in %.1fs (p50 %.1fs, p99 %.1fs)", i, o.n, r.AllReadySeconds, r.P50Seconds, r.P99Seconds)
+	}
 
 	// Pass A: the operator, coops without a shared database.
 	if err := passA(ctx, o, res, c, coopTracker, start); err != nil {

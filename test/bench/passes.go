@@ -179,7 +179,9 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	}
 	if o.profile {
 		go func() { _ = saveProfile(op, "profile?seconds=30", filepath.Join(o.work, "cpu-"+plan+".pprof")) }()
-		go func() { _ = saveServerProfile(o.apiserver, filepath.Join(o.work, "apiserver-"+plan+".pprof")) }()
+		go func() {
+			_ = saveServerProfile(o.apiserver, o.serverProfileSeconds, filepath.Join(o.work, "apiserver-"+plan+".pprof"))
+		}()
 	}
 	serverCPUBefore := serverCPU(o.env)
 	if err := createCoops(ctx, c, t, coops, plan); err != nil {
@@ -331,14 +333,14 @@ func saveProfile(op *operator, what, path string) error {
 	return saveBody(resp, path)
 }
 
-// saveServerProfile saves the API server's CPU profile of the next 20 s.
-func saveServerProfile(cfg *rest.Config, path string) error {
+// saveServerProfile saves the API server's CPU profile of the next seconds.
+func saveServerProfile(cfg *rest.Config, seconds int, path string) error {
 	c, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return err
 	}
-	c.Timeout = 2 * time.Minute
-	req, err := http.NewRequest(http.MethodGet, cfg.Host+"/debug/pprof/profile?seconds=20", nil)
+	c.Timeout = time.Duration(seconds)*time.Second + time.Minute
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cfg.Host, seconds), nil)
 	if err != nil {
 		return err
 	}

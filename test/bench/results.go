@@ -28,8 +28,11 @@ type results struct {
 	// GOGC is the operator's: its own default unless the environment set one.
 	GOGC string `json:"gogc"`
 	// Objects are what each contender makes per tenant, as kind/name.
-	Objects     []string     `json:"objectsPerTenant"`
-	Floor       run          `json:"floor"`
+	Objects []string `json:"objectsPerTenant"`
+	Floor   run      `json:"floor"`
+	// FloorRounds are the floor's later rounds (-floor-rounds), each on
+	// the cluster the earlier ones filled.
+	FloorRounds []run        `json:"floorRounds,omitempty"`
 	Operator    operatorRun  `json:"operator"`
 	Resync      resync       `json:"resync"`
 	Unrelated   unrelated    `json:"unrelated"`
@@ -115,6 +118,9 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "Each tenant: %d objects (%s).\n\n", len(r.Objects), strings.Join(r.Objects, ", "))
 	b.WriteString("| contender | all Ready | p50 | p99 | ratio | API server and etcd CPU |\n|---|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| floor: client-go, unthrottled | %.1f s | %.2f s | %.2f s | 1 | %.1f s |\n", r.Floor.AllReadySeconds, r.Floor.P50Seconds, r.Floor.P99Seconds, r.Floor.ServerCPUSeconds)
+	for i, f := range r.FloorRounds {
+		fmt.Fprintf(&b, "| floor, round %d, on the cluster the earlier rounds filled | %.1f s | %.2f s | %.2f s | %.2f × round 1 | %.1f s |\n", i+2, f.AllReadySeconds, f.P50Seconds, f.P99Seconds, round(f.AllReadySeconds/r.Floor.AllReadySeconds), f.ServerCPUSeconds)
+	}
 	fmt.Fprintf(&b, "| operator | %.1f s | %.2f s | %.2f s | %.2f × floor | %.1f s |\n", r.Operator.AllReadySeconds, r.Operator.P50Seconds, r.Operator.P99Seconds, r.Ratios.OperatorToFloor, r.Operator.ServerCPUSeconds)
 	if r.Helm != nil {
 		fmt.Fprintf(&b, "| helm install per tenant (%s) | %.1f s | %.2f s | %.2f s | %.2f × operator | %.1f s |\n", r.HelmVersion, r.Helm.AllReadySeconds, r.Helm.P50Seconds, r.Helm.P99Seconds, r.Ratios.HelmToOperator, r.Helm.ServerCPUSeconds)
