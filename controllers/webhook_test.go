@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -77,6 +80,34 @@ func TestWebhookRefusesDomainsTheCoopCannotHave(t *testing.T) {
 		t.Error("the refused coop exists")
 	}
 
+	// A coop without custom domains costs the validator no call, and its
+	// updates cost the defaulter none: the API server counts each call its
+	// match conditions left out. Its create still goes to the defaulter.
+	before := matchConditionExclusions(t)
+	plain := newCoop("plain", "any")
+	create(t, plain)
+	t.Cleanup(func() { _ = adminClient.Delete(context.Background(), plain) })
+	if !slices.Contains(plain.Finalizers, v1alpha1.DatabaseFinalizer) {
+		t.Errorf("a new coop without domains has finalizers %v, want %s", plain.Finalizers, v1alpha1.DatabaseFinalizer)
+	}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mustGet(t, "", "plain", plain)
+		plain.Spec.DisplayName = "Plain, renamed"
+		return adminClient.Update(ctx, plain)
+	})
+	if err != nil {
+		t.Fatalf("updating a coop without domains: %v", err)
+	}
+	after := matchConditionExclusions(t)
+	for _, call := range []string{"vcooperative.cooperator.dev CREATE", "vcooperative.cooperator.dev UPDATE", "mcooperative.cooperator.dev UPDATE"} {
+		if after[call] <= before[call] {
+			t.Errorf("%s: the API server left out no call for a coop without domains (%v, then %v)", call, before[call], after[call])
+		}
+	}
+	if call := "mcooperative.cooperator.dev CREATE"; after[call] != before[call] {
+		t.Errorf("%s: the API server left out a create's call to the defaulter, which gives the finalizer", call)
+	}
+
 	// The holder itself, and the coop's own part of the platform's domain,
 	// pass; domains are stored as DNS compares them.
 	ok := newCoop("holder", "any")
@@ -128,4 +159,29 @@ func TestWebhookRefusesDomainsTheCoopCannotHave(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `spec.apps[0].domains[1]: Forbidden`) {
 		t.Errorf("a claimed domain added by an update: %v, want a refusal naming it", err)
 	}
+}
+
+// matchConditionExclusions reads from the API server's metrics the calls to
+// each webhook that its match conditions left out, by "<webhook> <operation>".
+func matchConditionExclusions(t *testing.T) map[string]float64 {
+	t.Helper()
+	hc, err := rest.HTTPClientFor(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(env.Config.Host + "/metrics")
+	if err != nil {
+		t.Fatalf("reading the API server's metrics: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing the API server's metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for _, m := range families["apiserver_admission_match_condition_exclusions_total"].GetMetric() {
+		out[labelValue(m, "name")+" "+labelValue(m, "operation")] += m.GetCounter().GetValue()
+	}
+	return out
 }
