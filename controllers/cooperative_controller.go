@@ -64,6 +64,8 @@ type CooperativeReconciler struct {
 	// renders keeps each app's last render, so a coop reconciled again
 	// with nothing changed does not run kustomize.
 	renders blueprint.Renders
+	// steps holds back a new coop's next waiting step for a moment.
+	steps heldSteps
 }
 
 // scope carries what one reconcile of one coop has observed so far.
@@ -104,13 +106,18 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, coop); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.renders.Forget(req.Name)
+			r.steps.forget(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := &scope{coop: coop, original: coop.DeepCopy()}
 	defer func() {
-		if err := r.finalizeStatus(ctx, s, retErr); err != nil {
+		wait, err := r.finalizeStatus(ctx, s, retErr)
+		if err != nil {
 			retErr = errors.Join(retErr, err)
+		}
+		if wait > 0 && retErr == nil && (result.RequeueAfter == 0 || wait < result.RequeueAfter) {
+			result.RequeueAfter = wait
 		}
 	}()
 

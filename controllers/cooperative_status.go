@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -28,19 +31,95 @@ var partConditions = []string{
 
 // finalizeStatus summarises the pass into Ready, Reconciling and Stalled,
 // records transitions as events, and writes the status once, only when it
-// changed.
-func (r *CooperativeReconciler) finalizeStatus(ctx context.Context, s *scope, reconcileErr error) error {
+// changed. It returns how long to wait before the next pass when it held a
+// new coop's next waiting step back (see waitingStep).
+func (r *CooperativeReconciler) finalizeStatus(ctx context.Context, s *scope, reconcileErr error) (time.Duration, error) {
 	before := s.original
 	summarize(s.coop, reconcileErr)
-	r.recordTransition(before, s.coop)
 	if equality.Semantic.DeepEqual(before.Status, s.coop.Status) {
-		return nil
+		r.steps.forget(s.coop.Name)
+		return 0, nil
 	}
+	if waitingStep(before, s.coop) {
+		if wait := r.steps.hold(s.coop.Name, time.Now()); wait > 0 {
+			return wait, nil
+		}
+	}
+	r.steps.forget(s.coop.Name)
+	r.recordTransition(before, s.coop)
 	// A coop whose last finalizer went in this pass is gone.
 	if err := r.Status().Patch(ctx, s.coop, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("while writing status: %w", err)
+		return 0, fmt.Errorf("while writing status: %w", err)
 	}
-	return nil
+	return 0, nil
+}
+
+// stepHold is how long a new coop's next waiting step must last before its
+// status says so.
+const stepHold = 5 * time.Second
+
+// waitingReasons are the Ready reasons of a coop on its way with nothing
+// wrong: its database or its apps are still coming up.
+var waitingReasons = []string{v1alpha1.ProgressingReason, v1alpha1.ClusterNotReadyReason, v1alpha1.AppsProgressingReason}
+
+// waitingStep says whether after differs from before only by the step a
+// new coop waits on: it has never been Ready, its status already says it is
+// on its way, and it still is, with nothing but its conditions and its apps'
+// readiness and messages changed. The step its database comes up in is
+// often followed, a moment later, by its Ready: holding such a step back a
+// little saves a write, and one that lasts is still written (stepHold).
+// Anything else is written at once: a failure, Ready, the database's place,
+// an app's version, the generation observed.
+func waitingStep(before, after *v1alpha1.Cooperative) bool {
+	if provisioned(before) || !waiting(before) || !waiting(after) {
+		return false
+	}
+	mask := func(st *v1alpha1.CooperativeStatus) *v1alpha1.CooperativeStatus {
+		out := st.DeepCopy()
+		out.Conditions = nil
+		for i := range out.Apps {
+			out.Apps[i].Ready, out.Apps[i].Message = false, ""
+		}
+		return out
+	}
+	return equality.Semantic.DeepEqual(mask(&before.Status), mask(&after.Status))
+}
+
+// waiting says whether the coop's Ready condition says it is on its way.
+func waiting(coop *v1alpha1.Cooperative) bool {
+	ready := meta.FindStatusCondition(coop.Status.Conditions, v1alpha1.ReadyCondition)
+	return ready != nil && ready.Status != metav1.ConditionTrue && slices.Contains(waitingReasons, ready.Reason) &&
+		!meta.IsStatusConditionTrue(coop.Status.Conditions, v1alpha1.StalledCondition)
+}
+
+// heldSteps remembers, by coop, since when a waiting step has been held back.
+// Kept in memory only: a restarted operator holds a step back once more.
+type heldSteps struct {
+	mu    sync.Mutex
+	since map[string]time.Time
+}
+
+// hold returns how much longer the coop's step is to be held back at now:
+// stepHold from the first pass that held it, then 0.
+func (h *heldSteps) hold(coop string, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	first, ok := h.since[coop]
+	if !ok {
+		if h.since == nil {
+			h.since = map[string]time.Time{}
+		}
+		h.since[coop] = now
+		return stepHold
+	}
+	return max(0, stepHold-now.Sub(first))
+}
+
+// forget drops what hold remembers of the coop.
+func (h *heldSteps) forget(coop string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.since, coop)
 }
 
 // summarize sets Ready from the part conditions and the pass's error, sets

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -151,5 +152,69 @@ func TestReadyEventsSkipTheFirstReady(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%s: event %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestWaitingStepsOfANewCoop(t *testing.T) {
+	coop := func(status metav1.ConditionStatus, reason string, change func(*v1alpha1.Cooperative)) *v1alpha1.Cooperative {
+		c := &v1alpha1.Cooperative{ObjectMeta: metav1.ObjectMeta{Name: "c"}}
+		c.Status.Database = &v1alpha1.DatabaseStatus{Mode: v1alpha1.DatabaseModeDedicated, Host: "database-rw"}
+		c.Status.Apps = []v1alpha1.AppStatus{{Name: "web", Message: reason}}
+		if reason != "" {
+			meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ReadyCondition, Status: status, Reason: reason, Message: reason})
+		}
+		if change != nil {
+			change(c)
+		}
+		return c
+	}
+	clusterNotReady := coop(metav1.ConditionFalse, v1alpha1.ClusterNotReadyReason, nil)
+	for _, tc := range []struct {
+		name          string
+		before, after *v1alpha1.Cooperative
+		want          bool
+	}{
+		{"database up, apps rolling out", clusterNotReady, coop(metav1.ConditionFalse, v1alpha1.AppsProgressingReason, nil), true},
+		{"first pass", coop("", "", nil), clusterNotReady, false},
+		{"first Ready", clusterNotReady, coop(metav1.ConditionTrue, v1alpha1.ReadyReason, nil), false},
+		{"a failure", clusterNotReady, coop(metav1.ConditionFalse, v1alpha1.AppChecksFailedReason, nil), false},
+		{"out of a failure", coop(metav1.ConditionFalse, v1alpha1.ReconcileErrorReason, nil), clusterNotReady, false},
+		{"stalled", clusterNotReady, coop(metav1.ConditionFalse, v1alpha1.ClusterNotReadyReason, func(c *v1alpha1.Cooperative) {
+			meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: v1alpha1.ClusterNotReadyReason})
+		}), false},
+		{"a coop that was Ready", coop(metav1.ConditionFalse, v1alpha1.ClusterNotReadyReason, func(c *v1alpha1.Cooperative) {
+			c.Status.Initialization = &v1alpha1.CooperativeInitialization{Provisioned: true}
+		}), coop(metav1.ConditionFalse, v1alpha1.AppsProgressingReason, func(c *v1alpha1.Cooperative) {
+			c.Status.Initialization = &v1alpha1.CooperativeInitialization{Provisioned: true}
+		}), false},
+		{"the database moved", clusterNotReady, coop(metav1.ConditionFalse, v1alpha1.AppsProgressingReason, func(c *v1alpha1.Cooperative) {
+			c.Status.Database.Host = "elsewhere"
+		}), false},
+		{"an app's version", clusterNotReady, coop(metav1.ConditionFalse, v1alpha1.AppsProgressingReason, func(c *v1alpha1.Cooperative) {
+			c.Status.Apps[0].Version = "1.0"
+		}), false},
+		{"a new generation", clusterNotReady, coop(metav1.ConditionFalse, v1alpha1.AppsProgressingReason, func(c *v1alpha1.Cooperative) {
+			c.Status.ObservedGeneration = 2
+		}), false},
+	} {
+		if got := waitingStep(tc.before, tc.after); got != tc.want {
+			t.Errorf("%s: waitingStep %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	var held heldSteps
+	start := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	if got := held.hold("c", start); got != stepHold {
+		t.Errorf("first hold: %v, want %v", got, stepHold)
+	}
+	if got := held.hold("c", start.Add(2*time.Second)); got != stepHold-2*time.Second {
+		t.Errorf("hold 2s later: %v, want %v", got, stepHold-2*time.Second)
+	}
+	if got := held.hold("c", start.Add(stepHold)); got != 0 {
+		t.Errorf("hold once stepHold has passed: %v, want 0", got)
+	}
+	held.forget("c")
+	if got := held.hold("c", start.Add(time.Minute)); got != stepHold {
+		t.Errorf("hold after forget: %v, want %v", got, stepHold)
 	}
 }
