@@ -89,6 +89,12 @@ type run struct {
 	// ServerCPUSeconds is the CPU time of the API server and etcd from the
 	// first start until every tenant was Ready.
 	ServerCPUSeconds float64 `json:"serverCPUSeconds"`
+	// CPUByProcess is the CPU time of each control-plane process and of the
+	// bench over the same span (the operator's is its pass's cpuSeconds).
+	CPUByProcess map[string]float64 `json:"cpuSecondsByProcess"`
+	// APIServerRequests are the API server's requests from every client
+	// over the same span, by verb and resource.
+	APIServerRequests map[string]float64 `json:"apiServerRequests"`
 }
 
 func (t *tracker) result(names []string) run {

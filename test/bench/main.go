@@ -70,14 +70,14 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench", "Folder for results.json, results.md and ready.png.")
 	flag.BoolVar(&o.skipHelm, "skip-helm", false, "Leave Helm out (its run takes about ten minutes at N=1000).")
 	flag.BoolVar(&o.skipDB, "skip-databases", false, "Leave pass B, the shared databases, out.")
-	flag.BoolVar(&o.profile, "profile", false, "Save the CPU profiles of the operator for the first 30 s of each pass and of the API server for its first -server-profile-seconds, and the operator's heap after pass A and after the resync, in the work folder.")
-	flag.IntVar(&o.serverProfileSeconds, "server-profile-seconds", 20, "Length of the API server's CPU profiles that -profile saves.")
+	flag.BoolVar(&o.profile, "profile", false, "Save the CPU profiles of the operator for the first 30 s of each pass and of the API server for the floor and each pass, and the operator's heap after pass A and after the resync, in the work folder.")
+	flag.IntVar(&o.serverProfileSeconds, "server-profile-seconds", 20, "Length of the API server's CPU profiles that -profile saves; 0: the whole of the floor and of each pass, in 5 s profiles (apiserver-<name>-NNN.pprof) that go tool pprof merges when given them all.")
 	flag.StringVar(&operatorFlags, "operator-flags", "", "Extra flags for the operator, space-separated.")
 	flag.StringVar(&o.memoryLimit, "memory-limit", "", "Run the operator as under a container memory limit (such as 192Mi): with the soft limit it would set from it. Empty: no limit.")
 	flag.Parse()
 	o.operatorArgs = strings.Fields(operatorFlags)
-	if o.floorRounds < 1 || o.serverProfileSeconds < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -floor-rounds and -server-profile-seconds must be at least 1")
+	if o.floorRounds < 1 || o.serverProfileSeconds < 0 {
+		fmt.Fprintln(os.Stderr, "bench: -floor-rounds must be at least 1 and -server-profile-seconds at least 0")
 		os.Exit(2)
 	}
 
@@ -223,11 +223,13 @@ func bench(ctx context.Context, o options) error {
 			prefix = fmt.Sprintf("floor%d", i)
 		}
 		tenants := names(prefix, o.n)
-		cpu := serverCPU(env)
-		if o.profile && i == 1 {
-			go func() {
-				_ = saveServerProfile(o.apiserver, o.serverProfileSeconds, filepath.Join(work, "apiserver-floor.pprof"))
-			}()
+		profile := ""
+		if i == 1 {
+			profile = "floor"
+		}
+		m, err := startMeter(o, profile)
+		if err != nil {
+			return err
 		}
 		if err := floor(ctx, dyn, floorTracker, stack, template, tenants, o.floorWorkers); err != nil {
 			return err
@@ -236,7 +238,9 @@ func bench(ctx context.Context, o options) error {
 			return fmt.Errorf("floor, round %d: %w", i, err)
 		}
 		r := floorTracker.result(tenants)
-		r.ServerCPUSeconds = round(serverCPU(env) - cpu)
+		if err := m.stop(&r); err != nil {
+			return err
+		}
 		logf("Floor, round %d: all %d Available in %.1fs (p50 %.1fs, p99 %.1fs)", i, o.n, r.AllReadySeconds, r.P50Seconds, r.P99Seconds)
 		if i == 1 {
 			res.Floor = r
@@ -265,7 +269,10 @@ func bench(ctx context.Context, o options) error {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench-helm"}}); err != nil {
 			return err
 		}
-		cpu := serverCPU(env)
+		m, err := startMeter(o, "")
+		if err != nil {
+			return err
+		}
 		if err := helmInstalls(ctx, helm, chart, env.Kubeconfig, "bench-helm", floorTracker, helmNames, o.helmParallel); err != nil {
 			return err
 		}
@@ -273,7 +280,9 @@ func bench(ctx context.Context, o options) error {
 			return fmt.Errorf("helm: %w", err)
 		}
 		h := floorTracker.result(helmNames)
-		h.ServerCPUSeconds = round(serverCPU(env) - cpu)
+		if err := m.stop(&h); err != nil {
+			return err
+		}
 		res.Helm = &h
 		logf("Helm: all %d Available in %.1fs (p50 %.1fs, p99 %.1fs)", o.n, h.AllReadySeconds, h.P50Seconds, h.P99Seconds)
 	}

@@ -126,19 +126,6 @@ func processCPUSeconds(pid int) (float64, error) {
 	return (utime + stime) / ticks, nil
 }
 
-// serverCPU is the CPU time the API server and etcd have used: what every
-// contender's writes cost the control plane.
-func serverCPU(env *testenv.Env) float64 {
-	var sum float64
-	for _, name := range []string{"kube-apiserver", "etcd"} {
-		if pid := env.PID(name); pid > 0 {
-			s, _ := processCPUSeconds(pid)
-			sum += s
-		}
-	}
-	return sum
-}
-
 // peakRSS is the process's VmHWM in MiB.
 func (o *operator) peakRSS() (float64, error) {
 	return procStatusKiB(o.cmd.Process.Pid, "VmHWM:")

@@ -169,28 +169,27 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	if err != nil {
 		return operatorRun{}, err
 	}
-	serverBefore, err := apiServerCounts(o.apiserver, o.stackResources)
-	if err != nil {
-		return operatorRun{}, err
-	}
 	cpuBefore, err := op.cpuSeconds()
 	if err != nil {
 		return operatorRun{}, err
 	}
 	if o.profile {
 		go func() { _ = saveProfile(op, "profile?seconds=30", filepath.Join(o.work, "cpu-"+plan+".pprof")) }()
-		go func() {
-			_ = saveServerProfile(o.apiserver, o.serverProfileSeconds, filepath.Join(o.work, "apiserver-"+plan+".pprof"))
-		}()
 	}
-	serverCPUBefore := serverCPU(o.env)
+	m, err := startMeter(o, plan)
+	if err != nil {
+		return operatorRun{}, err
+	}
 	if err := createCoops(ctx, c, t, coops, plan); err != nil {
 		return operatorRun{}, err
 	}
 	if err := t.waitAll(ctx, coops, 30*time.Minute); err != nil {
 		return operatorRun{}, fmt.Errorf("operator: %w", err)
 	}
-	serverCPUReady := serverCPU(o.env)
+	r := t.result(coops)
+	if err := m.stop(&r); err != nil {
+		return operatorRun{}, err
+	}
 	// Writes that come after Ready count too.
 	after, err := waitIdle(ctx, op, total)
 	if err != nil {
@@ -204,7 +203,7 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	if err != nil {
 		return operatorRun{}, err
 	}
-	serverAfter, err := apiServerCounts(o.apiserver, o.stackResources)
+	serverAfter, err := apiServerRequests(o.apiserver)
 	if err != nil {
 		return operatorRun{}, err
 	}
@@ -218,10 +217,8 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 	n := float64(len(coops))
 	reconciles := after.sum("controller_runtime_reconcile_total", cooperativeController) -
 		before.sum("controller_runtime_reconcile_total", cooperativeController)
-	r := t.result(coops)
-	r.ServerCPUSeconds = round(serverCPUReady - serverCPUBefore)
 	return operatorRun{run: r, CPUSeconds: round(cpuAfter - cpuBefore), PeakRSSMiB: round(rss),
-		RSSAnonMiB: round(anon), RSSFileMiB: round(file), ServerSide: diff(serverAfter, serverBefore),
+		RSSAnonMiB: round(anon), RSSFileMiB: round(file), ServerSide: operatorCounts(diff(serverAfter, m.requests), o.stackResources),
 		Requests: requests, WritesPerCoop: round(mutating(requests) / n), EventsPerCoop: round(float64(events) / n),
 		ReconcilesPerCoop: round(reconciles / n)}, nil
 }
@@ -333,14 +330,15 @@ func saveProfile(op *operator, what, path string) error {
 	return saveBody(resp, path)
 }
 
-// saveServerProfile saves the API server's CPU profile of the next seconds.
-func saveServerProfile(cfg *rest.Config, seconds int, path string) error {
+// saveServerProfile saves the API server's CPU profile of the next d, in
+// whole seconds.
+func saveServerProfile(cfg *rest.Config, d time.Duration, path string) error {
 	c, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return err
 	}
-	c.Timeout = time.Duration(seconds)*time.Second + time.Minute
-	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cfg.Host, seconds), nil)
+	c.Timeout = d + time.Minute
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cfg.Host, int(d.Seconds())), nil)
 	if err != nil {
 		return err
 	}
@@ -365,10 +363,9 @@ func saveBody(resp *http.Response, path string) error {
 	return err
 }
 
-// apiServerCounts reads apiserver_request_total from the API server: every
-// server-side apply by resource, every create of the resources of a coop's
-// objects, and every write to Cooperatives.
-func apiServerCounts(cfg *rest.Config, created map[string]bool) (map[string]float64, error) {
+// apiServerRequests reads apiserver_request_total from the API server, by
+// "VERB resource[/subresource]", from every client.
+func apiServerRequests(cfg *rest.Config) (map[string]float64, error) {
 	transport, err := rest.TransportFor(cfg)
 	if err != nil {
 		return nil, err
@@ -387,13 +384,25 @@ func apiServerCounts(cfg *rest.Config, created map[string]bool) (map[string]floa
 		if s.name != "apiserver_request_total" {
 			continue
 		}
-		verb, resource := s.labels["verb"], s.labels["resource"]
+		resource := s.labels["resource"]
 		if sub := s.labels["subresource"]; sub != "" {
 			resource += "/" + sub
 		}
-		if verb == "APPLY" || (verb == "POST" && created[resource]) || (strings.HasPrefix(resource, "cooperatives") && verb != "GET" && verb != "LIST" && verb != "WATCH") {
-			out[verb+" "+resource] += s.value
-		}
+		out[s.labels["verb"]+" "+resource] += s.value
 	}
 	return out, nil
+}
+
+// operatorCounts are the requests of all that only the operator sends in
+// a pass: every server-side apply, every create of the resources of a
+// coop's objects, and every write to Cooperatives.
+func operatorCounts(all map[string]float64, created map[string]bool) map[string]float64 {
+	out := map[string]float64{}
+	for key, n := range all {
+		verb, resource, _ := strings.Cut(key, " ")
+		if verb == "APPLY" || (verb == "POST" && created[resource]) || (strings.HasPrefix(resource, "cooperatives") && verb != "GET" && verb != "LIST" && verb != "WATCH") {
+			out[key] = n
+		}
+	}
+	return out
 }

@@ -136,6 +136,19 @@ func (r *results) markdown() string {
 		fmt.Fprintf(&b, "| pass B, shared databases, %.1f DDL each | %.1f s | %.1f MiB | %.2f | %.2f | %s |\n", d.DDLPerDatabase, d.CPUSeconds, d.PeakRSSMiB, d.WritesPerCoop, d.ReconcilesPerCoop, verbs(d.Requests))
 	}
 	fmt.Fprintf(&b, "\nThe API server's counts during pass A (creates and applies by resource, and writes to Cooperatives): %s.\n", verbs(r.Operator.ServerSide))
+	b.WriteString("\nCPU time by process and the API server's requests from every client, from each contender's first create until all were Ready (the operator's own CPU: its whole pass):\n\n")
+	b.WriteString("| contender | " + strings.Join(meteredProcesses, " | ") + " | bench | operator | API server requests |\n|---|" + strings.Repeat("---|", len(meteredProcesses)+3) + "\n")
+	b.WriteString(processRow("floor", r.Floor, ""))
+	b.WriteString(processRow("operator, pass A", r.Operator.run, fmt.Sprintf("%.1f s", r.Operator.CPUSeconds)))
+	if r.Helm != nil {
+		b.WriteString(processRow("helm install per tenant (the helm processes not counted)", *r.Helm, ""))
+	}
+	if d := r.Databases; d != nil {
+		b.WriteString(processRow("operator, pass B", d.run, fmt.Sprintf("%.1f s", d.CPUSeconds)))
+	}
+	if diffs := requestDifferences(r.Floor.APIServerRequests, r.Operator.APIServerRequests, 12); len(diffs) > 0 {
+		fmt.Fprintf(&b, "\nThe API server's requests that differ most between the floor and pass A (floor / pass A): %s.\n", strings.Join(diffs, ", "))
+	}
 	b.WriteString("\n| goal | measured | met |\n|---|---|---|\n")
 	for _, g := range r.Goals {
 		met := "no"
@@ -145,6 +158,23 @@ func (r *results) markdown() string {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", g.Goal, g.Value, met)
 	}
 	return b.String()
+}
+
+// processRow is a contender's line of the CPU by process table.
+func processRow(name string, r run, operator string) string {
+	cells := []string{name}
+	for _, p := range append(append([]string{}, meteredProcesses...), "bench") {
+		cells = append(cells, fmt.Sprintf("%.1f s", r.CPUByProcess[p]))
+	}
+	if operator == "" {
+		operator = "–"
+	}
+	var total float64
+	for _, n := range r.APIServerRequests {
+		total += n
+	}
+	cells = append(cells, operator, fmt.Sprintf("%.0f", total))
+	return "| " + strings.Join(cells, " | ") + " |\n"
 }
 
 func verbs(m map[string]float64) string {
