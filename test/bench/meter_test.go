@@ -34,3 +34,15 @@ func TestProcessRow(t *testing.T) {
 		t.Errorf("row %q has %d bars, want %d", row, got, want)
 	}
 }
+
+func TestOperatorCounts(t *testing.T) {
+	all := map[string]float64{
+		"POST secrets": 2000, "POST pods": 1000, "APPLY deployments": 3,
+		"PATCH cooperatives/status": 2000, "POST cooperatives": 1000, "GET cooperatives": 16, "WATCH cooperatives": 4,
+	}
+	got := operatorCounts(all, map[string]bool{"secrets": true})
+	want := map[string]float64{"POST secrets": 2000, "APPLY deployments": 3, "PATCH cooperatives/status": 2000, "POST cooperatives": 1000}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("operatorCounts = %v, want %v", got, want)
+	}
+}
