@@ -52,6 +52,9 @@ type options struct {
 	// memoryLimit is the container memory limit the operator is run as
 	// if under; empty: none.
 	memoryLimit string
+	// operatorAsAdmin runs the operator with the bench's admin kubeconfig
+	// instead of the chart's identity, as the runs before 2026-12-07 did.
+	operatorAsAdmin bool
 	// stackResources are the resources of a coop's objects, whose creates
 	// the API server's counts report.
 	stackResources map[string]bool
@@ -73,6 +76,7 @@ func main() {
 	flag.BoolVar(&o.profile, "profile", false, "Save the CPU profiles of the operator for the first 30 s of each pass and of the API server for the floor and each pass, and the operator's heap after pass A and after the resync, in the work folder.")
 	flag.IntVar(&o.serverProfileSeconds, "server-profile-seconds", 20, "Length of the API server's CPU profiles that -profile saves; 0: the whole of the floor and of each pass, in 5 s profiles (apiserver-<name>-NNN.pprof) that go tool pprof merges when given them all.")
 	flag.StringVar(&operatorFlags, "operator-flags", "", "Extra flags for the operator, space-separated.")
+	flag.BoolVar(&o.operatorAsAdmin, "operator-as-admin", false, "Run the operator with the admin kubeconfig, whose requests skip RBAC, instead of the chart's ServiceAccount and ClusterRole.")
 	flag.StringVar(&o.memoryLimit, "memory-limit", "", "Run the operator as under a container memory limit (such as 192Mi): with the soft limit it would set from it. Empty: no limit.")
 	flag.Parse()
 	o.operatorArgs = strings.Fields(operatorFlags)
@@ -171,8 +175,18 @@ func bench(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	opKubeconfig := env.Kubeconfig
+	if !o.operatorAsAdmin {
+		if opKubeconfig, err = operatorKubeconfig(ctx, c, env, root, work); err != nil {
+			return err
+		}
+	}
+	res.OperatorIdentity = "the chart's: ServiceAccount " + operatorNamespace + "/" + operatorServiceAccount + ", ClusterRole of config/rbac"
+	if o.operatorAsAdmin {
+		res.OperatorIdentity = "the admin kubeconfig (system:masters, no RBAC)"
+	}
 	start := func() (*operator, error) {
-		return startOperator(ctx, opBin, env.Kubeconfig, opLog, opEnv, append(hookArgs, o.operatorArgs...))
+		return startOperator(ctx, opBin, opKubeconfig, opLog, opEnv, append(hookArgs, o.operatorArgs...))
 	}
 
 	// One coop first: it shows the stack each contender makes.

@@ -27,6 +27,8 @@ type results struct {
 	MemoryLimit string `json:"memoryLimit,omitempty"`
 	// GOGC is the operator's: its own default unless the environment set one.
 	GOGC string `json:"gogc"`
+	// OperatorIdentity is whose credentials the operator ran with.
+	OperatorIdentity string `json:"operatorIdentity"`
 	// Objects are what each contender makes per tenant, as kind/name.
 	Objects []string `json:"objectsPerTenant"`
 	Floor   run      `json:"floor"`
@@ -114,7 +116,7 @@ func (r *results) markdown() string {
 	if r.MemoryLimit != "" {
 		fmt.Fprintf(&b, "The operator ran as under a container memory limit of %s: GOMEMLIMIT at %.0f%% of it, as it sets itself from its cgroup.\n\n", r.MemoryLimit, controllers.MemoryLimitRatio*100)
 	}
-	fmt.Fprintf(&b, "The operator's GOGC: %s.\n\n", r.GOGC)
+	fmt.Fprintf(&b, "The operator's GOGC: %s. Its identity: %s.\n\n", r.GOGC, r.OperatorIdentity)
 	fmt.Fprintf(&b, "Each tenant: %d objects (%s).\n\n", len(r.Objects), strings.Join(r.Objects, ", "))
 	b.WriteString("| contender | all Ready | p50 | p99 | ratio | API server and etcd CPU |\n|---|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| floor: client-go, unthrottled | %.1f s | %.2f s | %.2f s | 1 | %.1f s |\n", r.Floor.AllReadySeconds, r.Floor.P50Seconds, r.Floor.P99Seconds, r.Floor.ServerCPUSeconds)
