@@ -19,15 +19,15 @@ import (
 	"cooperator.dev/cooperator/internal/testenv"
 )
 
-// The operator's identity in the bench, as the chart names it.
+// The operator's identity in the bench, as config/rbac names it.
 const (
 	operatorNamespace      = "cooperator-system"
 	operatorServiceAccount = "cooperator-manager"
 )
 
-// operatorKubeconfig gives the operator the identity the chart gives it: a
-// ServiceAccount bound to the manager ClusterRole of config/rbac, with a
-// token of its own. Its requests then go through RBAC, and its creates of
+// operatorKubeconfig gives the operator the identity it has when installed:
+// a ServiceAccount bound to the manager ClusterRole of config/rbac (the
+// chart's is the same), with a token of its own. Its requests then go through RBAC, and its creates of
 // Roles and bindings through the API server's escalation checks, as in a
 // cluster; an admin kubeconfig would skip both.
 func operatorKubeconfig(ctx context.Context, c client.Client, env *testenv.Env, root, work string) (string, error) {
