@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -142,7 +143,7 @@ func requestDifferences(a, b map[string]float64, n int) []string {
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool {
-		di, dj := abs(rows[i].b-rows[i].a), abs(rows[j].b-rows[j].a)
+		di, dj := math.Abs(rows[i].b-rows[i].a), math.Abs(rows[j].b-rows[j].a)
 		if di != dj {
 			return di > dj
 		}
@@ -156,11 +157,4 @@ func requestDifferences(a, b map[string]float64, n int) []string {
 		out = append(out, fmt.Sprintf("%s %.0f / %.0f", r.key, r.a, r.b))
 	}
 	return out
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
