@@ -183,7 +183,7 @@ func (e *Env) start(ctx context.Context, opts Options) error {
 		return err
 	}
 	e.Kubeconfig = filepath.Join(e.Dir, "kubeconfig")
-	if err := writeKubeconfig(e.Kubeconfig, apiURL, p.CAPEM, token); err != nil {
+	if err := writeKubeconfig(e.Kubeconfig, apiURL, p.CAPEM, "admin", token); err != nil {
 		return err
 	}
 
@@ -396,11 +396,17 @@ func waitHTTP(ctx context.Context, p *process, url string, c *http.Client, timeo
 	}
 }
 
-func writeKubeconfig(path, server string, ca []byte, token string) error {
+// WriteKubeconfig writes a kubeconfig for this control plane that
+// authenticates as user with token, such as a ServiceAccount's.
+func (e *Env) WriteKubeconfig(path, user, token string) error {
+	return writeKubeconfig(path, e.Config.Host, e.CABundle, user, token)
+}
+
+func writeKubeconfig(path, server string, ca []byte, user, token string) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["cooperator-local"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts["cooperator-local"] = &clientcmdapi.Context{Cluster: "cooperator-local", AuthInfo: "admin"}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["cooperator-local"] = &clientcmdapi.Context{Cluster: "cooperator-local", AuthInfo: user}
 	cfg.CurrentContext = "cooperator-local"
 	return clientcmd.WriteToFile(*cfg, path)
 }

@@ -10,8 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -27,9 +25,10 @@ const (
 
 // operatorKubeconfig gives the operator the identity it has when installed:
 // a ServiceAccount bound to the manager ClusterRole of config/rbac (the
-// chart's is the same), with a token of its own. Its requests then go through RBAC, and its creates of
-// Roles and bindings through the API server's escalation checks, as in a
-// cluster; an admin kubeconfig would skip both.
+// chart's is the same), with a token of its own. Its requests then go
+// through RBAC, and its creates of Roles and bindings through the API
+// server's escalation checks, as in a cluster; an admin kubeconfig would
+// skip both.
 func operatorKubeconfig(ctx context.Context, c client.Client, env *testenv.Env, root, work string) (string, error) {
 	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
 	if err != nil {
@@ -55,14 +54,6 @@ func operatorKubeconfig(ctx context.Context, c client.Client, env *testenv.Env, 
 	if err := c.SubResource("token").Create(ctx, sa, token); err != nil {
 		return "", fmt.Errorf("a token for the operator: %w", err)
 	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.CABundle}
-	cfg.AuthInfos["operator"] = &clientcmdapi.AuthInfo{Token: token.Status.Token}
-	cfg.Contexts["operator"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "operator"}
-	cfg.CurrentContext = "operator"
 	path := filepath.Join(work, "operator.kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		return "", err
-	}
-	return path, nil
+	return path, env.WriteKubeconfig(path, operatorServiceAccount, token.Status.Token)
 }
