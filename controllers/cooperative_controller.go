@@ -4,6 +4,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"runtime"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -59,6 +60,9 @@ type CooperativeReconciler struct {
 	DomainRecheck time.Duration
 	// MaxConcurrentReconciles is how many coops are reconciled at once.
 	MaxConcurrentReconciles int
+	// MaxConcurrentRenders is how many kustomize renders run at once; 0:
+	// as many as Go's GOMAXPROCS.
+	MaxConcurrentRenders int
 
 	placer placer
 	// renders keeps each app's last render, so a coop reconciled again
@@ -166,6 +170,11 @@ const (
 // reaches every coop on it, and a coop waiting for its plan starts when it
 // appears.
 func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	renders := r.MaxConcurrentRenders
+	if renders <= 0 {
+		renders = runtime.GOMAXPROCS(0)
+	}
+	r.renders.Bound(renders)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Cooperative{}, planIndex, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.Cooperative).Spec.Plan}
 	}); err != nil {

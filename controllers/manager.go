@@ -69,6 +69,9 @@ type Config struct {
 	DomainRecheck time.Duration
 	// MaxConcurrentReconciles is how many coops are reconciled at once.
 	MaxConcurrentReconciles int
+	// MaxConcurrentRenders is how many kustomize renders run at once; 0:
+	// as many as Go's GOMAXPROCS.
+	MaxConcurrentRenders int
 	// Webhooks serves the admission webhooks from the manager's webhook server.
 	Webhooks bool
 	// WebhookCerts, when set, has the operator make and rotate the webhook
@@ -236,6 +239,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		DNS:                     cfg.DNS,
 		DomainRecheck:           cfg.DomainRecheck,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
+		MaxConcurrentRenders:    cfg.MaxConcurrentRenders,
 	}
 	if err := coops.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("while setting up the Cooperative controller: %w", err)

@@ -44,6 +44,7 @@ func runManager(args []string) error {
 		qps           = fs.Int("kube-api-qps", 500, "Requests per second the operator may send to the API server.")
 		burst         = fs.Int("kube-api-burst", 1000, "Requests the operator may send at once above kube-api-qps.")
 		concurrency   = fs.Int("max-concurrent-reconciles", 32, "How many cooperatives are reconciled at once.")
+		renders       = fs.Int("max-concurrent-renders", 0, "How many app renders (kustomize) run at once; 0: as many as the cores the process may use (GOMAXPROCS).")
 		pprofAddr     = fs.String("pprof-bind-address", "", "Address of Go's pprof endpoints (/debug/pprof/), for profiling; empty turns them off.")
 		namespace     = fs.String("namespace", os.Getenv("POD_NAMESPACE"), "The operator's namespace, where coops' backups run ($POD_NAMESPACE).")
 		runnerImage   = fs.String("runner-image", os.Getenv("RUNNER_IMAGE"), "Image of the backup runner: the operator's own image ($RUNNER_IMAGE).")
@@ -145,6 +146,7 @@ func runManager(args []string) error {
 		DNS:                     dns.Verifier{Resolver: resolver},
 		DomainRecheck:           *recheck,
 		MaxConcurrentReconciles: *concurrency,
+		MaxConcurrentRenders:    *renders,
 		Webhooks:                *webhookPort != 0,
 	}
 	if *certSecret != "" {

@@ -14,8 +14,12 @@ import (
 // rendered from. A render depends on nothing but its files and its input,
 // so a coop reconciled again with neither changed decodes its objects
 // instead of running kustomize: that saves most of a reconcile's CPU and the
-// memory of a render in flight. The zero value is ready to use.
+// memory of a render in flight. The zero value is ready to use, and runs
+// any number of renders at once until Bound is called.
 type Renders struct {
+	// slots, when set, holds one token per render running.
+	slots chan struct{}
+
 	mu sync.Mutex
 	// last is by owner (a coop's name), then by app.
 	last map[string]map[string]lastRender
@@ -41,7 +45,13 @@ func (r *Renders) Render(owner, app string, files map[string]string, in Input) (
 	if ok && last.sum == sum {
 		return decodeAll(last.objects)
 	}
+	if r.slots != nil {
+		r.slots <- struct{}{}
+	}
 	rendered, err := render(files, in)
+	if r.slots != nil {
+		<-r.slots
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +66,16 @@ func (r *Renders) Render(owner, app string, files map[string]string, in Input) (
 	r.last[owner][app] = lastRender{sum: sum, objects: rendered}
 	r.mu.Unlock()
 	return decodeAll(rendered)
+}
+
+// Bound lets at most n renders run at once; n < 1 leaves them unbounded.
+// A render is CPU and short-lived garbage only, so beyond the cores more
+// renders at once finish no sooner and hold more memory: after a restart,
+// every coop renders at once. Call it before the first Render.
+func (r *Renders) Bound(n int) {
+	if n > 0 {
+		r.slots = make(chan struct{}, n)
+	}
 }
 
 // Keep forgets the renders of owner's apps that are not in apps.

@@ -3,6 +3,7 @@ package blueprint
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -60,5 +61,40 @@ func TestRendersRunKustomizeOnlyWhenTheInputChanges(t *testing.T) {
 	r.Forget("potters")
 	if len(r.last) != 0 {
 		t.Errorf("after Forget, the renders kept are %v", r.last)
+	}
+}
+
+func TestRendersBoundWaitsForAFreeSlot(t *testing.T) {
+	var r Renders
+	r.Bound(1)
+	files := fixture(t)
+	// Another render holds the only slot.
+	r.slots <- struct{}{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Render("bakers", "shop", files, input())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a render ran while the only slot was taken (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	<-r.slots
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the render did not run once the slot was free")
+	}
+	if len(r.slots) != 0 {
+		t.Errorf("%d slots still taken after the render", len(r.slots))
+	}
+	// A render from memory takes no slot.
+	r.slots <- struct{}{}
+	if _, err := r.Render("bakers", "shop", files, input()); err != nil {
+		t.Fatal(err)
 	}
 }
