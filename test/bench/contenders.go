@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
@@ -434,4 +435,32 @@ func writeStack(path string, stack []captured) error {
 		b.Write(data)
 	}
 	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// clusterRBAC are the cluster-wide kinds of a tenant's stack.
+var clusterRBAC = []schema.GroupVersionResource{
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+}
+
+// deleteClusterRBAC deletes the ClusterRoles and ClusterRoleBindings of
+// the tenants managedBy made, and waits until they are gone.
+func deleteClusterRBAC(ctx context.Context, dyn dynamic.Interface, managedBy string) error {
+	selector := metav1.ListOptions{LabelSelector: v1alpha1.ManagedByLabel + "=" + managedBy}
+	for _, gvr := range clusterRBAC {
+		if err := dyn.Resource(gvr).DeleteCollection(ctx, metav1.DeleteOptions{}, selector); err != nil {
+			return fmt.Errorf("deleting %s: %w", gvr.Resource, err)
+		}
+		err := wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+			list, err := dyn.Resource(gvr).List(ctx, selector)
+			if err != nil {
+				return false, err
+			}
+			return len(list.Items) == 0, nil
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for %s to go: %w", gvr.Resource, err)
+		}
+	}
+	return nil
 }

@@ -101,10 +101,12 @@ func (r *results) evaluate() {
 		goalResult{Goal: "0 mutating requests in a resync of unchanged coops",
 			Value: fmt.Sprintf("%.0f, and %.0f with unrelated objects", r.Resync.MutatingRequests, r.Unrelated.Resync.MutatingRequests),
 			Met:   r.Resync.MutatingRequests == 0 && r.Unrelated.Resync.MutatingRequests == 0},
+		// Both hold 1,000 coops: the goal is the higher.
 		goalResult{Goal: fmt.Sprintf("operator peak RSS at most 150 MiB at %d coops", r.N),
-			Value: fmt.Sprintf("%.1f MiB", r.Operator.PeakRSSMiB), Met: r.Operator.PeakRSSMiB <= 150},
+			Value: fmt.Sprintf("%.1f MiB in pass A, %.1f MiB at resync (%s)", r.Operator.PeakRSSMiB, r.Resync.PeakRSSMiB, restarts(len(r.Resync.PeakRSSMiBByRound))),
+			Met:   max(r.Operator.PeakRSSMiB, r.Resync.PeakRSSMiB) <= 150},
 		goalResult{Goal: fmt.Sprintf("%d unrelated Secrets and %d Pods add at most 10 MiB", r.Unrelated.Secrets, r.Unrelated.Pods),
-			Value: fmt.Sprintf("%+.1f MiB (%.1f against %.1f MiB at resync)", r.Unrelated.RSSDeltaMiB, r.Unrelated.Resync.PeakRSSMiB, r.Resync.PeakRSSMiB),
+			Value: fmt.Sprintf("%+.1f MiB (%.1f against %.1f MiB at the first resync)", r.Unrelated.RSSDeltaMiB, r.Unrelated.Resync.PeakRSSMiB, r.Resync.PeakRSSMiBByRound[0]),
 			Met:   r.Unrelated.RSSDeltaMiB <= 10},
 	)
 }
@@ -132,7 +134,7 @@ func (r *results) markdown() string {
 	}
 	b.WriteString("\n| operator | CPU | peak RSS | writes per coop | reconciles per coop | requests by verb |\n|---|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| pass A | %.1f s | %.1f MiB | %.2f | %.2f | %s |\n", r.Operator.CPUSeconds, r.Operator.PeakRSSMiB, r.Operator.WritesPerCoop, r.Operator.ReconcilesPerCoop, verbs(r.Operator.Requests))
-	fmt.Fprintf(&b, "| resync, %d coops, %.1f s | | %.1f MiB | %.0f in all | | %s |\n", r.Resync.Coops, r.Resync.Seconds, r.Resync.PeakRSSMiB, r.Resync.MutatingRequests, verbs(r.Resync.Requests))
+	fmt.Fprintf(&b, "| resync, %d coops, %.1f s | | %s | %.0f in all | | %s |\n", r.Resync.Coops, r.Resync.Seconds, peaks(r.Resync.PeakRSSMiBByRound), r.Resync.MutatingRequests, verbs(r.Resync.Requests))
 	fmt.Fprintf(&b, "| resync with unrelated objects, %.1f s | | %.1f MiB | %.0f in all | | %s |\n", r.Unrelated.Resync.Seconds, r.Unrelated.Resync.PeakRSSMiB, r.Unrelated.Resync.MutatingRequests, verbs(r.Unrelated.Resync.Requests))
 	if d := r.Databases; d != nil {
 		fmt.Fprintf(&b, "| pass B, shared databases, %.1f DDL each | %.1f s | %.1f MiB | %.2f | %.2f | %s |\n", d.DDLPerDatabase, d.CPUSeconds, d.PeakRSSMiB, d.WritesPerCoop, d.ReconcilesPerCoop, verbs(d.Requests))
@@ -249,4 +251,21 @@ func (r *results) plot(path string) error {
 	p.Legend.XOffs, p.Legend.YOffs = vg.Points(10), -vg.Points(5)
 	p.Add(plotter.NewGrid())
 	return p.Save(6*vg.Inch, 3.5*vg.Inch, path)
+}
+
+// restarts says how many restarts a peak is the highest of.
+func restarts(n int) string {
+	if n == 1 {
+		return "one restart"
+	}
+	return fmt.Sprintf("highest of %d restarts", n)
+}
+
+// peaks lists each restart's peak RSS.
+func peaks(byRound []float64) string {
+	s := make([]string, len(byRound))
+	for i, p := range byRound {
+		s[i] = fmt.Sprintf("%.1f", p)
+	}
+	return strings.Join(s, ", ") + " MiB"
 }
