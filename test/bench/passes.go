@@ -258,8 +258,7 @@ func restart(ctx context.Context, start starter, coops int) (*operator, resync, 
 		return nil, resync{}, err
 	}
 	requests := after.requestsByVerb()
-	return op, resync{Coops: coops, Seconds: round(seconds), MutatingRequests: mutating(requests), Requests: requests,
-		PeakRSSMiB: round(rss)}, nil
+	return op, resync{Coops: coops, Seconds: round(seconds), MutatingRequests: mutating(requests), Requests: requests, PeakRSSMiB: round(rss)}, nil
 }
 
 // cooperativeController selects the Cooperative controller's metrics.
