@@ -222,7 +222,6 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&corev1.ResourceQuota{}).
 		Owns(&corev1.LimitRange{}, builder.OnlyMetadata).
 		Owns(&networkingv1.NetworkPolicy{}, builder.OnlyMetadata).
-		Owns(&rbacv1.Role{}, builder.OnlyMetadata).
 		Owns(&rbacv1.RoleBinding{}, builder.OnlyMetadata).
 		Owns(&rbacv1.ClusterRole{}, builder.OnlyMetadata).
 		Owns(&rbacv1.ClusterRoleBinding{}, builder.OnlyMetadata).

@@ -100,8 +100,10 @@ func TestOperatorKilledWhileCreatingCoops(t *testing.T) {
 		"ResourceQuota": {&corev1.ResourceQuotaList{}, 1},
 		"LimitRange":    {&corev1.LimitRangeList{}, 1},
 		"NetworkPolicy": {&networkingv1.NetworkPolicyList{}, 5},
-		"Role":          {&rbacv1.RoleList{}, 1},
 		"RoleBinding":   {&rbacv1.RoleBindingList{}, 1},
+		// The member role; the admins' ClusterRole is shared by every coop.
+		"ClusterRole":        {&rbacv1.ClusterRoleList{}, 1},
+		"ClusterRoleBinding": {&rbacv1.ClusterRoleBindingList{}, 1},
 	}
 	for kind, k := range kinds {
 		if err := adminClient.List(ctx, k.list, client.HasLabels{v1alpha1.CooperativeLabel}); err != nil {

@@ -26,7 +26,12 @@ import (
 
 // +kubebuilder:rbac:groups="",resources=namespaces;resourcequotas;limitranges,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings;clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch
+// Bindings of the shared admin ClusterRole skip RBAC's escalation check,
+// which walks every ClusterRoleBinding; the operator holds its rules anyway.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=cooperator:cooperative-admin
+// Admins' Roles of earlier versions are replaced by that ClusterRole.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;patch;delete
 // The operator must hold what it grants to coop admins (specs.AdminRules).
 // +kubebuilder:rbac:groups="",resources=pods;pods/log;services;configmaps;secrets;persistentvolumeclaims;serviceaccounts;events;endpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=delete
@@ -64,8 +69,9 @@ func (r *CooperativeReconciler) reconcileNamespace(ctx context.Context, s *scope
 		// The quota is cached whole: its status feeds the coop's metrics.
 		applyOne(ctx, r, &corev1.ResourceQuota{}, specs.ResourceQuota(coop, s.plan), corev1ac.ExtractResourceQuota),
 		applyHashed(ctx, r, &corev1.LimitRange{}, specs.LimitRange(coop, s.plan), corev1ac.ExtractLimitRange),
-		applyHashed(ctx, r, &rbacv1.Role{}, specs.AdminRole(coop), rbacv1ac.ExtractRole),
-		applyHashed(ctx, r, &rbacv1.RoleBinding{}, specs.AdminRoleBinding(coop), rbacv1ac.ExtractRoleBinding),
+		// Shared by every coop, and applied by each: a cache read when unchanged.
+		applyHashed(ctx, r, &rbacv1.ClusterRole{}, specs.AdminRole(), rbacv1ac.ExtractClusterRole),
+		r.applyAdminRoleBinding(ctx, coop),
 		applyHashed(ctx, r, &rbacv1.ClusterRole{}, specs.MemberRole(coop), rbacv1ac.ExtractClusterRole),
 		applyHashed(ctx, r, &rbacv1.ClusterRoleBinding{}, specs.MemberRoleBinding(coop), rbacv1ac.ExtractClusterRoleBinding),
 	}
@@ -98,6 +104,46 @@ func applyHashed[O client.Object, A ssa.ApplyConfiguration](ctx context.Context,
 	return func() (string, error) {
 		_, err := ssa.ApplyHashed(ctx, r.Client, r.APIReader, live, desired, extract)
 		return ssa.Describe(desired), err
+	}
+}
+
+// applyAdminRoleBinding is applyHashed for the admins' RoleBinding. Before
+// the shared admin ClusterRole, it bound a Role of the coop's namespace;
+// RBAC forbids changing a binding's roleRef, so such a binding is deleted
+// and made anew, and the coop's old Role deleted. Admins lose access for
+// the moment between the two.
+func (r *CooperativeReconciler) applyAdminRoleBinding(ctx context.Context, coop *v1alpha1.Cooperative) func() (string, error) {
+	desired := specs.AdminRoleBinding(coop)
+	apply := applyHashed(ctx, r, &rbacv1.RoleBinding{}, desired, rbacv1ac.ExtractRoleBinding)
+	return func() (string, error) {
+		what, err := apply()
+		if !apierrors.IsInvalid(err) {
+			return what, err
+		}
+		key := client.ObjectKey{Namespace: coop.NamespaceName(), Name: specs.AdminRoleBindingName}
+		live := &rbacv1.RoleBinding{}
+		if err := r.APIReader.Get(ctx, key, live); err != nil {
+			return what, err
+		}
+		if live.RoleRef.Kind != "Role" || !ownedBy(live, coop) {
+			return what, err
+		}
+		if err := r.Delete(ctx, live, client.Preconditions{UID: &live.UID}); client.IgnoreNotFound(err) != nil {
+			return what, err
+		}
+		old := &metav1.PartialObjectMetadata{}
+		old.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("Role"))
+		switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: live.RoleRef.Name}, old); {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return what, err
+		case ownedBy(old, coop):
+			uid := old.GetUID()
+			if err := r.Delete(ctx, old, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+				return what, err
+			}
+		}
+		return apply()
 	}
 }
 

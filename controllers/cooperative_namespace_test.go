@@ -72,7 +72,7 @@ func TestCoopGetsIsolatedNamespace(t *testing.T) {
 	}
 
 	binding := &rbacv1.RoleBinding{}
-	mustGet(t, "coop-ns-coop", specs.AdminRoleName, binding)
+	mustGet(t, "coop-ns-coop", specs.AdminRoleBindingName, binding)
 	if len(binding.Subjects) != 1 || binding.Subjects[0].Name != "ns-coop-admin" {
 		t.Errorf("RoleBinding subjects = %+v, want ns-coop-admin", binding.Subjects)
 	}
@@ -284,7 +284,8 @@ func TestAdminsRunTheirCoopButNotItsIsolation(t *testing.T) {
 	})
 	//nolint:staticcheck // Endpoints are deprecated, but a coop forging them would still hijack a Service.
 	forbidden["creating Endpoints"] = as.Create(ctx, &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: "coop-rbac-a", Name: "mine"}})
-	forbidden["changing their RoleBinding"] = as.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "coop-rbac-a", Name: specs.AdminRoleName}})
+	forbidden["changing their RoleBinding"] = as.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "coop-rbac-a", Name: specs.AdminRoleBindingName}})
+	forbidden["changing the admins' ClusterRole"] = as.Delete(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: specs.AdminRoleName}})
 	for what, err := range forbidden {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("admin %s: got %v, want Forbidden", what, err)
@@ -304,5 +305,56 @@ func assertControlledBy(t testing.TB, obj client.Object, coop *v1alpha1.Cooperat
 	owner := metav1.GetControllerOf(obj)
 	if owner == nil || owner.UID != coop.UID || owner.Kind != "Cooperative" {
 		t.Errorf("%T %s: controller owner = %+v, want Cooperative %s", obj, obj.GetName(), owner, coop.Name)
+	}
+}
+
+// TestAdminRoleOfEarlierVersionsIsReplaced starts the operator on a coop
+// whose admins hold a Role of its namespace, as the operator made them
+// before the shared admin ClusterRole: the binding moves to the ClusterRole
+// and the old Role goes, with what it granted beyond it.
+func TestAdminRoleOfEarlierVersionsIsReplaced(t *testing.T) {
+	ctx := context.Background()
+	create(t, newPlan("old-rbac-plan"))
+	coop := newCoop("old-rbac", "old-rbac-plan")
+	create(t, coop)
+	ns := coop.NamespaceName()
+	owner := []metav1.OwnerReference{*metav1.NewControllerRef(coop, v1alpha1.GroupVersion.WithKind("Cooperative"))}
+	labels := map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue, v1alpha1.CooperativeLabel: coop.Name}
+	old := metav1.ObjectMeta{Name: specs.AdminRoleBindingName, Namespace: ns, Labels: labels, OwnerReferences: owner}
+	create(t,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels, OwnerReferences: owner}},
+		&rbacv1.Role{ObjectMeta: old, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create"}},
+		}},
+		&rbacv1.RoleBinding{ObjectMeta: old,
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: specs.AdminRoleBindingName},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "old-rbac-admin"}},
+		})
+
+	startOperator(t)
+	waitReady(t, "old-rbac")
+	binding := &rbacv1.RoleBinding{}
+	mustGet(t, ns, specs.AdminRoleBindingName, binding)
+	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != specs.AdminRoleName {
+		t.Errorf("roleRef = %+v, want ClusterRole %s", binding.RoleRef, specs.AdminRoleName)
+	}
+	assertControlledBy(t, binding, coop)
+	err := adminClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: specs.AdminRoleBindingName}, &rbacv1.Role{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("the old Role: got %v, want NotFound", err)
+	}
+
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "old-rbac-admin"}
+	as, err := client.New(cfg, client.Options{Scheme: Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := as.List(ctx, &corev1.PodList{}, client.InNamespace(ns)); err != nil {
+		t.Errorf("admin listing pods through the new binding: %v", err)
+	}
+	err = as.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mine", Namespace: ns}})
+	if !apierrors.IsForbidden(err) {
+		t.Errorf("admin creating a ConfigMap as the old Role allowed: got %v, want Forbidden", err)
 	}
 }

@@ -10,8 +10,15 @@ import (
 // own settings, such as SMTP; the catalog's apps read it when it exists.
 const SettingsSecretName = "settings"
 
-// AdminRoleName names the Role, and its RoleBinding, of a coop's admins.
-const AdminRoleName = "cooperative-admin"
+// AdminRoleName names the ClusterRole of every coop's admins, which a
+// RoleBinding in each coop's namespace grants there. One role for all coops
+// keeps the cluster's RBAC from growing with them and lets the operator hold
+// `bind` on that one name instead of RBAC checking, on each coop, that it
+// holds every rule it grants.
+const AdminRoleName = "cooperator:cooperative-admin"
+
+// AdminRoleBindingName names the RoleBinding of a coop's admins.
+const AdminRoleBindingName = "cooperative-admin"
 
 var (
 	readVerbs    = []string{"get", "list", "watch"}
@@ -92,22 +99,23 @@ func MemberRoleBinding(coop *v1alpha1.Cooperative) *rbacv1ac.ClusterRoleBindingA
 	return rb
 }
 
-// AdminRole is the Role of the coop's admins in its namespace.
-func AdminRole(coop *v1alpha1.Cooperative) *rbacv1ac.RoleApplyConfiguration {
-	return rbacv1ac.Role(AdminRoleName, coop.NamespaceName()).
-		WithLabels(Labels(coop)).
-		WithOwnerReferences(OwnerReference(coop)).
+// AdminRole is the ClusterRole of AdminRules. It belongs to no coop: it
+// stays while any coop's namespace, kept or not, binds it.
+func AdminRole() *rbacv1ac.ClusterRoleApplyConfiguration {
+	return rbacv1ac.ClusterRole(AdminRoleName).
+		WithLabels(map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}).
 		WithRules(AdminRules()...)
 }
 
-// AdminRoleBinding binds spec.admins to the admin Role.
+// AdminRoleBinding grants spec.admins the admin ClusterRole in the coop's
+// namespace.
 func AdminRoleBinding(coop *v1alpha1.Cooperative) *rbacv1ac.RoleBindingApplyConfiguration {
-	rb := rbacv1ac.RoleBinding(AdminRoleName, coop.NamespaceName()).
+	rb := rbacv1ac.RoleBinding(AdminRoleBindingName, coop.NamespaceName()).
 		WithLabels(Labels(coop)).
 		WithOwnerReferences(OwnerReference(coop)).
 		WithRoleRef(rbacv1ac.RoleRef().
 			WithAPIGroup("rbac.authorization.k8s.io").
-			WithKind("Role").
+			WithKind("ClusterRole").
 			WithName(AdminRoleName))
 	for _, s := range adminSubjects(coop) {
 		rb.WithSubjects(s)

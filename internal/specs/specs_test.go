@@ -182,7 +182,7 @@ func TestAdminRoleBindingSubjects(t *testing.T) {
 	if len(rb.Subjects) != 2 || *rb.Subjects[0].Kind != "User" || *rb.Subjects[1].Kind != "Group" {
 		t.Errorf("subjects = %+v", rb.Subjects)
 	}
-	if *rb.RoleRef.Name != AdminRoleName || *rb.RoleRef.Kind != "Role" {
+	if *rb.RoleRef.Name != AdminRoleName || *rb.RoleRef.Kind != "ClusterRole" {
 		t.Errorf("roleRef = %+v", rb.RoleRef)
 	}
 }

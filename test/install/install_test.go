@@ -128,6 +128,8 @@ func TestHelmInstall(t *testing.T) {
 		{"delete", "validatingwebhookconfigurations.admissionregistration.k8s.io/cooperator-validating", "", "no"},
 		{"*", "*", "", "no"},
 		{"escalate", "clusterroles.rbac.authorization.k8s.io", "", "no"},
+		{"bind", "clusterroles.rbac.authorization.k8s.io/cooperator:cooperative-admin", "", "yes"},
+		{"bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin", "", "no"},
 	} {
 		args := []string{"auth", "can-i", tc.verb, tc.resource, "--as", sa}
 		if tc.namespace != "" {
