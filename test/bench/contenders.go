@@ -464,3 +464,51 @@ func deleteClusterRBAC(ctx context.Context, dyn dynamic.Interface, managedBy str
 	}
 	return nil
 }
+
+// deleteServices deletes the Services of the tenants managedBy made, and
+// waits until they, and the EndpointSlices that carry their labels, are
+// gone. Each Service's cluster IP is allocated by a walk over the addresses
+// already taken, so the Services of an earlier contender make a later
+// one's cost more.
+func deleteServices(ctx context.Context, dyn dynamic.Interface, managedBy string, workers int) error {
+	selector := metav1.ListOptions{LabelSelector: v1alpha1.ManagedByLabel + "=" + managedBy}
+	services := schema.GroupVersionResource{Version: "v1", Resource: "services"}
+	slices := schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"}
+	list, err := dyn.Resource(services).List(ctx, selector)
+	if err != nil {
+		return fmt.Errorf("listing Services: %w", err)
+	}
+	names := make(chan client.ObjectKey)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for key := range names {
+				if err := dyn.Resource(services).Namespace(key.Namespace).Delete(ctx, key.Name, metav1.DeleteOptions{}); client.IgnoreNotFound(err) != nil {
+					select {
+					case errs <- fmt.Errorf("deleting Service %s: %w", key, err):
+					default: // the first error is enough; keep draining names
+					}
+				}
+			}
+		})
+	}
+	for _, s := range list.Items {
+		names <- client.ObjectKey{Namespace: s.GetNamespace(), Name: s.GetName()}
+	}
+	close(names)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		for _, gvr := range []schema.GroupVersionResource{services, slices} {
+			list, err := dyn.Resource(gvr).List(ctx, selector)
+			if err != nil || len(list.Items) > 0 {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+}
