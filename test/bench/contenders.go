@@ -451,18 +451,8 @@ func deleteClusterRBAC(ctx context.Context, dyn dynamic.Interface, managedBy str
 		if err := dyn.Resource(gvr).DeleteCollection(ctx, metav1.DeleteOptions{}, selector); err != nil {
 			return fmt.Errorf("deleting %s: %w", gvr.Resource, err)
 		}
-		err := wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-			list, err := dyn.Resource(gvr).List(ctx, selector)
-			if err != nil {
-				return false, err
-			}
-			return len(list.Items) == 0, nil
-		})
-		if err != nil {
-			return fmt.Errorf("waiting for %s to go: %w", gvr.Resource, err)
-		}
 	}
-	return nil
+	return waitGone(ctx, dyn, selector, clusterRBAC...)
 }
 
 // deleteServices deletes the Services of the tenants managedBy made, and
@@ -478,32 +468,24 @@ func deleteServices(ctx context.Context, dyn dynamic.Interface, managedBy string
 	if err != nil {
 		return fmt.Errorf("listing Services: %w", err)
 	}
-	names := make(chan client.ObjectKey)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for key := range names {
-				if err := dyn.Resource(services).Namespace(key.Namespace).Delete(ctx, key.Name, metav1.DeleteOptions{}); client.IgnoreNotFound(err) != nil {
-					select {
-					case errs <- fmt.Errorf("deleting Service %s: %w", key, err):
-					default: // the first error is enough; keep draining names
-					}
-				}
-			}
-		})
-	}
+	var keys []string
 	for _, s := range list.Items {
-		names <- client.ObjectKey{Namespace: s.GetNamespace(), Name: s.GetName()}
+		keys = append(keys, s.GetNamespace()+"/"+s.GetName())
 	}
-	close(names)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
+	err = pool(keys, workers, func(key string) error {
+		namespace, name, _ := strings.Cut(key, "/")
+		return client.IgnoreNotFound(dyn.Resource(services).Namespace(namespace).Delete(ctx, name, metav1.DeleteOptions{}))
+	})
+	if err != nil {
+		return fmt.Errorf("deleting Service %w", err)
 	}
-	return wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, gvr := range []schema.GroupVersionResource{services, slices} {
+	return waitGone(ctx, dyn, selector, services, slices)
+}
+
+// waitGone waits until no object of the kinds matches selector.
+func waitGone(ctx context.Context, dyn dynamic.Interface, selector metav1.ListOptions, gvrs ...schema.GroupVersionResource) error {
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		for _, gvr := range gvrs {
 			list, err := dyn.Resource(gvr).List(ctx, selector)
 			if err != nil || len(list.Items) > 0 {
 				return false, err
@@ -511,4 +493,8 @@ func deleteServices(ctx context.Context, dyn dynamic.Interface, managedBy string
 		}
 		return true, nil
 	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s to go: %w", selector.LabelSelector, err)
+	}
+	return nil
 }
