@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -70,6 +71,8 @@ type CooperativeReconciler struct {
 	renders blueprint.Renders
 	// steps holds back a new coop's next waiting step for a moment.
 	steps heldSteps
+	// written is each coop's status as last written, until the cache has it.
+	written statusWrites
 }
 
 // scope carries what one reconcile of one coop has observed so far.
@@ -114,6 +117,7 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	coop = r.written.newest(coop)
 	s := &scope{coop: coop, original: coop.DeepCopy()}
 	defer func() {
 		wait, err := r.finalizeStatus(ctx, s, retErr)
@@ -175,6 +179,7 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		renders = runtime.GOMAXPROCS(0)
 	}
 	r.renders.Bound(renders)
+	r.written.memory.For = statusMemory
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Cooperative{}, planIndex, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.Cooperative).Spec.Plan}
 	}); err != nil {
@@ -265,7 +270,35 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	if r.Options.Expose.Gateway != nil {
 		b = b.Owns(specs.AppHTTPRoute(&v1alpha1.Cooperative{}, "", "", 0, nil, specs.GatewayRef{}))
 	}
+	if err := r.watchStatusWrites(ctx, mgr); err != nil {
+		return err
+	}
 	return b.Complete(r)
+}
+
+// watchStatusWrites lets go of each status the operator wrote once the
+// cache has moved past the version it was written on.
+func (r *CooperativeReconciler) watchStatusWrites(ctx context.Context, mgr ctrl.Manager) error {
+	informer, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.Cooperative{})
+	if err != nil {
+		return err
+	}
+	_, err = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, obj any) {
+			if coop, ok := obj.(client.Object); ok {
+				r.written.seen(coop.GetName(), coop.GetResourceVersion())
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if tombstone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tombstone.Obj
+			}
+			if coop, ok := obj.(client.Object); ok {
+				r.written.forget(coop.GetName())
+			}
+		},
+	})
+	return err
 }
 
 // workload is an apps/v1 kind as unstructured: app objects are rendered and

@@ -10,12 +10,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"cooperator.dev/cooperator/api/v1alpha1"
+	"cooperator.dev/cooperator/internal/recent"
 )
 
 // partConditions are the conditions that Ready summarises, in the order the
@@ -48,10 +50,61 @@ func (r *CooperativeReconciler) finalizeStatus(ctx context.Context, s *scope, re
 	r.steps.forget(s.coop.Name)
 	r.recordTransition(before, s.coop)
 	// A coop whose last finalizer went in this pass is gone.
-	if err := r.Status().Patch(ctx, s.coop, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+	if err := r.Status().Patch(ctx, s.coop, client.MergeFrom(before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return 0, nil
+		}
 		return 0, fmt.Errorf("while writing status: %w", err)
 	}
+	r.written.record(before.ResourceVersion, s.coop)
 	return 0, nil
+}
+
+// statusWrites remembers, by coop, the status the operator last wrote,
+// until the cache has it. A pass that starts before then (a child's event
+// comes first) reads the coop as it was before that write: it would find
+// the status unwritten and write it again. Each entry is dropped as soon as
+// the cache moves past the version the write was made on, and after a
+// minute or two in any case.
+type statusWrites struct {
+	memory recent.Memory[string, statusWrite]
+}
+
+// statusMemory is how long a status written is kept at least: a cache is
+// behind by far less.
+const statusMemory = time.Minute
+
+type statusWrite struct {
+	// from is the resourceVersion the status was written on.
+	from string
+	// coop is the API server's answer to the write.
+	coop *v1alpha1.Cooperative
+}
+
+// record keeps written, the coop as the API server returned it, written on
+// the version from.
+func (w *statusWrites) record(from string, written *v1alpha1.Cooperative) {
+	w.memory.Add(written.Name, statusWrite{from: from, coop: written.DeepCopy()}, time.Now())
+}
+
+// newest is cached, or the operator's own later write of it when the cache
+// still holds the version that write was made on.
+func (w *statusWrites) newest(cached *v1alpha1.Cooperative) *v1alpha1.Cooperative {
+	if last, ok := w.memory.Get(cached.Name); ok && last.from == cached.ResourceVersion {
+		return last.coop.DeepCopy()
+	}
+	return cached
+}
+
+// seen drops what is kept of the coop once the cache holds another version
+// than the one the write was made on.
+func (w *statusWrites) seen(name, resourceVersion string) {
+	w.memory.ForgetIf(name, func(last statusWrite) bool { return last.from != resourceVersion })
+}
+
+// forget drops what is kept of the coop.
+func (w *statusWrites) forget(name string) {
+	w.memory.Forget(name)
 }
 
 // stepHold is how long a new coop's next waiting step must last before its

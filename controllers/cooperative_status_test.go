@@ -218,3 +218,50 @@ func TestWaitingStepsOfANewCoop(t *testing.T) {
 		t.Errorf("hold after forget: %v, want %v", got, stepHold)
 	}
 }
+
+func TestStatusWrittenIsReadUntilTheCacheHasIt(t *testing.T) {
+	at := func(rv string, reason string) *v1alpha1.Cooperative {
+		c := &v1alpha1.Cooperative{ObjectMeta: metav1.ObjectMeta{Name: "c", ResourceVersion: rv}}
+		if reason != "" {
+			meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason})
+		}
+		return c
+	}
+	reason := func(c *v1alpha1.Cooperative) string {
+		if ready := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ReadyCondition); ready != nil {
+			return ready.Reason
+		}
+		return ""
+	}
+
+	var w statusWrites
+	w.memory.For = statusMemory
+	if got := w.newest(at("1", "")); got.ResourceVersion != "1" {
+		t.Fatalf("nothing written: resourceVersion %s, want the cache's 1", got.ResourceVersion)
+	}
+	w.record("1", at("2", v1alpha1.ClusterNotReadyReason))
+	got := w.newest(at("1", ""))
+	if got.ResourceVersion != "2" || reason(got) != v1alpha1.ClusterNotReadyReason {
+		t.Errorf("cache behind the write: resourceVersion %s, Ready %q; want the written 2, %s", got.ResourceVersion, reason(got), v1alpha1.ClusterNotReadyReason)
+	}
+	got.Status.Conditions = nil
+	if again := w.newest(at("1", "")); reason(again) != v1alpha1.ClusterNotReadyReason {
+		t.Error("a change to what newest returned reached what is kept")
+	}
+	w.seen("c", "1")
+	if got := w.newest(at("1", "")); got.ResourceVersion != "2" {
+		t.Errorf("after an event of the version written on: resourceVersion %s, want the written 2", got.ResourceVersion)
+	}
+	if got := w.newest(at("3", v1alpha1.AppsProgressingReason)); got.ResourceVersion != "3" {
+		t.Errorf("cache past the write: resourceVersion %s, want the cache's 3", got.ResourceVersion)
+	}
+	w.seen("c", "2")
+	if got := w.newest(at("1", "")); got.ResourceVersion != "1" {
+		t.Errorf("after the cache had the write: resourceVersion %s, want the cache's 1", got.ResourceVersion)
+	}
+	w.record("1", at("2", v1alpha1.ClusterNotReadyReason))
+	w.forget("c")
+	if got := w.newest(at("1", "")); got.ResourceVersion != "1" {
+		t.Errorf("after forget: resourceVersion %s, want the cache's 1", got.ResourceVersion)
+	}
+}

@@ -2,6 +2,7 @@ package ssa
 
 import (
 	"context"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/util/csaupgrade"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"cooperator.dev/cooperator/internal/recent"
 )
 
 // getOrCreate reads the object named by want from c into obj, and creates
@@ -19,20 +22,44 @@ import (
 // less CPU on a create than on an apply that creates. FieldOwner then owns
 // the object's fields through an Update entry, which upgrade turns into its
 // Apply entry before the object is next applied, so that an apply can still
-// drop a field. When the object exists although c had none (a cache that
-// has not seen it yet), it is read from reader. made says whether the
-// object was created, sent whether any write was sent.
+// drop a field. When c has no such object but this process created it a
+// moment ago (created), or the create finds it exists, it is read from
+// reader: a cache that has not seen an object yet costs a read, not a
+// create that fails. made says whether the object was created, sent
+// whether any write was sent.
 func getOrCreate(ctx context.Context, c client.Client, reader client.Reader, want *unstructured.Unstructured, obj client.Object) (made, sent bool, err error) {
 	key := client.ObjectKeyFromObject(want)
+	id := createdID{gvk: want.GroupVersionKind(), key: key}
 	err = c.Get(ctx, key, obj)
+	if err == nil {
+		created.Forget(id)
+	}
 	if !apierrors.IsNotFound(err) {
 		return false, false, err
 	}
+	if _, ok := created.Get(id); ok {
+		if err := reader.Get(ctx, key, obj); !apierrors.IsNotFound(err) {
+			return false, false, err
+		}
+	}
 	err = c.Create(ctx, typed(c.Scheme(), want), client.FieldOwner(FieldOwner))
+	if err == nil {
+		created.Add(id, struct{}{}, time.Now())
+	}
 	if !apierrors.IsAlreadyExists(err) {
 		return err == nil, true, err
 	}
 	return false, true, reader.Get(ctx, key, obj)
+}
+
+// created is what this process created and has not yet found in its
+// cache. A cache is behind by far less than a minute; an object it never
+// shows (deleted at once) is forgotten after one or two.
+var created = recent.Memory[createdID, struct{}]{For: time.Minute}
+
+type createdID struct {
+	gvk schema.GroupVersionKind
+	key client.ObjectKey
 }
 
 // typed is u as an object of its Go type when the scheme has one and u has

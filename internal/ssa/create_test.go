@@ -134,8 +134,18 @@ func TestCreatedObjectsDropWhatTheyNoLongerWant(t *testing.T) {
 		rv := live.ResourceVersion
 		if sent, err := ApplyUnstructured(ctx, staleCache{c}, c, cm(map[string]any{"a": "1", "b": "1"})); err != nil {
 			t.Fatal(err)
-		} else if getCreated(t, c, live); live.ResourceVersion != rv || !sent {
-			t.Errorf("after a stale read: resourceVersion %s (was %s), sent %v; want unchanged and the failed create counted", live.ResourceVersion, rv, sent)
+		} else if getCreated(t, c, live); live.ResourceVersion != rv || sent {
+			t.Errorf("after a stale read: resourceVersion %s (was %s), sent %v; want unchanged and nothing sent", live.ResourceVersion, rv, sent)
+		}
+		// Made by someone else: a stale cache costs a create that fails.
+		elsewhere := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere", Namespace: "default"}, Data: map[string]string{"a": "1"}}
+		if err := c.Create(ctx, elsewhere); err != nil {
+			t.Fatal(err)
+		}
+		want := cm(map[string]any{"a": "1"})
+		want.SetName("elsewhere")
+		if sent, err := ApplyUnstructured(ctx, staleCache{c}, c, want); err != nil || !sent {
+			t.Errorf("a stale read of an object made elsewhere: sent %v, err %v; want the failed create counted", sent, err)
 		}
 		if sent, err := ApplyUnstructured(ctx, c, c, cm(map[string]any{"a": "2"})); err != nil || !sent {
 			t.Fatalf("change: sent %v, err %v", sent, err)
