@@ -64,15 +64,15 @@ func (r *CooperativeReconciler) finalizeStatus(ctx context.Context, s *scope, re
 // until the cache has it. A pass that starts before then (a child's event
 // comes first) reads the coop as it was before that write: it would find
 // the status unwritten and write it again. Each entry is dropped as soon as
-// the cache moves past the version the write was made on, and after a
-// minute or two in any case.
+// the cache moves past the version the write was made on, and after 10 to
+// 20 s in any case.
 type statusWrites struct {
 	memory recent.Memory[string, statusWrite]
 }
 
 // statusMemory is how long a status written is kept at least: a cache is
-// behind by far less.
-const statusMemory = time.Minute
+// behind by less.
+const statusMemory = 10 * time.Second
 
 type statusWrite struct {
 	// from is the resourceVersion the status was written on.

@@ -53,9 +53,10 @@ func getOrCreate(ctx context.Context, c client.Client, reader client.Reader, wan
 }
 
 // created is what this process created and has not yet found in its
-// cache. A cache is behind by far less than a minute; an object it never
-// shows (deleted at once) is forgotten after one or two.
-var created = recent.Memory[createdID, struct{}]{For: time.Minute}
+// cache, for 10 to 20 s: a cache is behind by less, and the memory stays
+// small in a burst of new coops. An object the cache shows later than
+// that costs a create that fails, as it would without this.
+var created = recent.Memory[createdID, struct{}]{For: 10 * time.Second}
 
 type createdID struct {
 	gvk schema.GroupVersionKind
