@@ -116,15 +116,23 @@ const stepHold = 5 * time.Second
 var waitingReasons = []string{v1alpha1.ProgressingReason, v1alpha1.ClusterNotReadyReason, v1alpha1.AppsProgressingReason}
 
 // waitingStep says whether after differs from before only by the step a
-// new coop waits on: it has never been Ready, its status already says it is
-// on its way, and it still is, with nothing but its conditions and its apps'
-// readiness and messages changed. The step its database comes up in is
-// often followed, a moment later, by its Ready: holding such a step back a
-// little saves a write, and one that lasts is still written (stepHold).
-// Anything else is written at once: a failure, Ready, the database's place,
-// an app's version, the generation observed.
+// new coop waits on: it has never been Ready and is still on its way, and
+// either no pass has written its status yet, or its status already says it
+// is on its way and nothing but its conditions and its apps' readiness and
+// messages changed. A new coop's first steps (its stack made, then its
+// database up) are often followed, seconds later, by its Ready: holding
+// such a step back a little saves a write, and one that lasts is still
+// written (stepHold). Anything else is written at once: a failure, Ready,
+// and, once a status is written, the database's place, an app's version,
+// the generation observed.
 func waitingStep(before, after *v1alpha1.Cooperative) bool {
-	if provisioned(before) || !waiting(before) || !waiting(after) {
+	if provisioned(before) || !waiting(after) {
+		return false
+	}
+	if meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ReadyCondition) == nil {
+		return true
+	}
+	if !waiting(before) {
 		return false
 	}
 	mask := func(st *v1alpha1.CooperativeStatus) *v1alpha1.CooperativeStatus {

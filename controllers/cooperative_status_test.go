@@ -175,7 +175,11 @@ func TestWaitingStepsOfANewCoop(t *testing.T) {
 		want          bool
 	}{
 		{"database up, apps rolling out", clusterNotReady, coop(metav1.ConditionFalse, v1alpha1.AppsProgressingReason, nil), true},
-		{"first pass", coop("", "", nil), clusterNotReady, false},
+		{"first pass, waiting", coop("", "", nil), clusterNotReady, true},
+		{"first pass, apps rolling out", coop("", "", nil), coop(metav1.ConditionFalse, v1alpha1.AppsProgressingReason, nil), true},
+		{"first pass, Ready", coop("", "", nil), coop(metav1.ConditionTrue, v1alpha1.ReadyReason, nil), false},
+		{"first pass, a failure", coop("", "", nil), coop(metav1.ConditionFalse, v1alpha1.ReconcileErrorReason, nil), false},
+		{"first pass, no such plan", coop("", "", nil), coop(metav1.ConditionFalse, v1alpha1.PlanNotFoundReason, nil), false},
 		{"first Ready", clusterNotReady, coop(metav1.ConditionTrue, v1alpha1.ReadyReason, nil), false},
 		{"a failure", clusterNotReady, coop(metav1.ConditionFalse, v1alpha1.AppChecksFailedReason, nil), false},
 		{"out of a failure", coop(metav1.ConditionFalse, v1alpha1.ReconcileErrorReason, nil), clusterNotReady, false},
