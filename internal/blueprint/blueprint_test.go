@@ -101,6 +101,59 @@ func TestRenderAppliesTheCoopsOverlay(t *testing.T) {
 	}
 }
 
+// A base may bring its own kustomization.yaml; the coop's overlay then
+// applies on what it renders, its generated objects included.
+func TestRenderAppliesTheOverlayOnABasesOwnKustomization(t *testing.T) {
+	files := fixture(t,
+		replace("web.yaml", `        env:
+`, `        envFrom:
+        - configMapRef: {name: settings}
+        env:
+`),
+		func(f map[string]string) {
+			f["kustomization.yaml"] = `resources: [web.yaml, service.yaml]
+commonAnnotations: {example.org/from-base: "yes"}
+configMapGenerator:
+- name: settings
+  literals: [MODE=production]
+`
+		})
+	objs, err := Render(files, input())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 4 {
+		t.Fatalf("rendered %d objects, want Deployment, Service, the base's ConfigMap and the parameters ConfigMap", len(objs))
+	}
+	var settings *unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetNamespace() != "coop-bakers" || !strings.HasPrefix(o.GetName(), "shop-") || o.GetLabels()["cooperator.dev/app"] != "shop" {
+			t.Errorf("%s %s/%s, labels %v: want the coop's namespace, prefix and labels", o.GetKind(), o.GetNamespace(), o.GetName(), o.GetLabels())
+		}
+		if o.GetKind() == "ConfigMap" && strings.HasPrefix(o.GetName(), "shop-settings-") {
+			settings = o
+		}
+	}
+	if settings == nil {
+		t.Fatal("the base's generated ConfigMap is missing, or not prefixed and hashed")
+	}
+	d := byKind(objs, "Deployment")
+	if d.GetAnnotations()["example.org/from-base"] != "yes" {
+		t.Errorf("Deployment annotations = %v, want the base's", d.GetAnnotations())
+	}
+	c, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	container := c[0].(map[string]any)
+	if ref, _, _ := unstructured.NestedString(container["envFrom"].([]any)[0].(map[string]any), "configMapRef", "name"); ref != settings.GetName() {
+		t.Errorf("envFrom refers to ConfigMap %q, want %q", ref, settings.GetName())
+	}
+	if env := container["env"].([]any)[0].(map[string]any); env["value"] != "https://shop.bakers.example.coop" {
+		t.Errorf("PUBLIC_URL = %v, want the url parameter", env["value"])
+	}
+	if container["image"] != "example.org/web:1.4.2" {
+		t.Errorf("image = %v", container["image"])
+	}
+}
+
 func TestRenderPrefixesReferencesToProvidedSecrets(t *testing.T) {
 	files := fixture(t, func(f map[string]string) {
 		f["web.yaml"] = strings.Replace(f["web.yaml"], `        env:
