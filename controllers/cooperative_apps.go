@@ -71,11 +71,6 @@ func (r *CooperativeReconciler) reconcileApps(ctx context.Context, s *scope) (ct
 		statuses = append(statuses, st)
 	}
 	coop.Status.Apps = statuses
-	names := make([]string, 0, len(coop.Spec.Apps))
-	for _, app := range coop.Spec.Apps {
-		names = append(names, app.Name)
-	}
-	r.renders.Keep(coop.Name, names)
 	if err := r.pruneApps(ctx, coop); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -127,7 +122,7 @@ func (r *CooperativeReconciler) reconcileApp(ctx context.Context, s *scope, app 
 	if err := r.applyGenerated(ctx, coop, app.Name, bp); err != nil {
 		return st, nil, err
 	}
-	objs, err := r.renders.Render(coop.Name, app.Name, blueprint.Files(bp), in)
+	objs, err := r.renders.Render(blueprint.Files(bp), in)
 	if err != nil {
 		return fail(v1alpha1.AppChecksFailedReason, "rendering failed")
 	}

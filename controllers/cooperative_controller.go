@@ -112,7 +112,6 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	coop := &v1alpha1.Cooperative{}
 	if err := r.Get(ctx, req.NamespacedName, coop); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.renders.Forget(req.Name)
 			r.steps.forget(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -130,7 +129,6 @@ func (r *CooperativeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}()
 
 	if !coop.DeletionTimestamp.IsZero() {
-		r.renders.Forget(req.Name)
 		return r.reconcileDelete(ctx, s)
 	}
 
