@@ -39,8 +39,8 @@ type Renders struct {
 
 type keptRender struct {
 	objects [][]byte
-	// shared is false when a placeholder ended up in an object's name:
-	// kustomize orders objects by name, so such a render is not shared.
+	// shared is false when a placeholder ended up in an object's name,
+	// which kustomize matches references against.
 	shared bool
 	used   uint64
 }
@@ -115,11 +115,9 @@ func (r *Renders) render(files map[string]string, in Input) (*keptRender, error)
 func (r *Renders) run(sum [sha256.Size]byte, files map[string]string, in Input) (*keptRender, error) {
 	if r.slots != nil {
 		r.slots <- struct{}{}
+		defer func() { <-r.slots }()
 	}
 	rendered, err := render(files, in)
-	if r.slots != nil {
-		<-r.slots
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -178,34 +176,69 @@ func plain(v string) bool {
 	return plainValue.MatchString(v) && !slices.Contains(yamlWords, strings.ToLower(v))
 }
 
-// placeholders returns in with its plain values replaced by placeholders,
-// and the pairs of placeholder and value that give in's render back from
-// shape's. A base that brings its own kustomization keeps its values: its
+// labelValue is a label's value, as the API server allows it. The labels go
+// on after kustomize has run, as strings, so any such value can be held.
+var labelValue = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// kustomizeAnnotations are the prefixes of kustomize's own annotations,
+// which act on an object by its content (a hash suffix of its name, an
+// object left out).
+var kustomizeAnnotations = []string{"config.kubernetes.io", "config.k8s.io"}
+
+// placeholders returns in with the values it can hold replaced by
+// placeholders, one per distinct value, and the pairs of placeholder and
+// value that give in's render back from shape's. A base that brings its own
+// kustomization, or uses kustomize's annotations, keeps its values: its
 // generators may hash what a placeholder would stand in.
 func placeholders(files map[string]string, in Input) (shape Input, values []string) {
 	if _, ok := files["kustomization.yaml"]; ok {
 		return in, nil
 	}
 	for _, content := range files {
-		if strings.Contains(content, placeholderPrefix) {
+		if strings.Contains(content, placeholderPrefix) || slices.ContainsFunc(kustomizeAnnotations, func(a string) bool {
+			return strings.Contains(content, a)
+		}) {
 			return in, nil
 		}
 	}
-	shape = in
-	n := 0
-	// Fixed width, so that no placeholder is the start of another.
-	hold := func(v string) string {
-		if !plain(v) {
+	// kustomize matches references by name and namespace: a value that it
+	// could take for the name of an object stays as it is, and equal values
+	// share a placeholder, so that what matched still matches.
+	nameLike := func(v string) bool {
+		if v == ParametersConfigMap || slices.Contains(in.Provided, v) {
+			return true
+		}
+		for _, content := range files {
+			if strings.Contains(content, v) {
+				return true
+			}
+		}
+		return false
+	}
+	copied := func(v string) bool {
+		rest, prefixed := strings.CutPrefix(v, in.NamePrefix)
+		return plain(v) && !nameLike(v) && (!prefixed || !nameLike(rest))
+	}
+	held := map[string]string{}
+	hold := func(v string, holds func(string) bool) string {
+		if p, ok := held[v]; ok {
+			return p
+		}
+		// Fixed width, so that no placeholder is the start of another.
+		if len(held) == 10000 || !holds(v) {
 			return v
 		}
-		p := fmt.Sprintf("%s%04d", placeholderPrefix, n)
-		n++
+		p := fmt.Sprintf("%s%04d", placeholderPrefix, len(held))
+		held[v] = p
 		values = append(values, p, v)
 		return p
 	}
-	shape.Namespace = hold(in.Namespace)
-	shape.Labels = holdValues(in.Labels, hold)
-	shape.Parameters = holdValues(in.Parameters, hold)
+	shape = in
+	// The labels last: a value held for them alone is not copied by
+	// kustomize, so it must not stand in for a namespace or a parameter.
+	shape.Namespace = hold(in.Namespace, copied)
+	shape.Parameters = holdValues(in.Parameters, func(v string) string { return hold(v, copied) })
+	shape.Labels = holdValues(in.Labels, func(v string) string { return hold(v, labelValue.MatchString) })
 	return shape, values
 }
 

@@ -27,7 +27,7 @@ func coopInput(name string) Input {
 func TestRendersRunKustomizeOncePerAppAcrossCoops(t *testing.T) {
 	var r Renders
 	files := fixture(t)
-	for _, name := range []string{"bakers", "potters", "bakers", "weavers"} {
+	for _, name := range []string{"bakers", "potters", "bakers", "2mains"} {
 		in := coopInput(name)
 		want, err := Render(files, in)
 		if err != nil {
@@ -98,9 +98,10 @@ func TestRendersRunKustomizeOnceForCoopsThatAskAtOnce(t *testing.T) {
 	}
 }
 
-// Values that kustomize might read as something else than a string, and
-// bases a placeholder cannot go through, are rendered as they are.
-func TestRendersRenderAsRenderDoesWhatCannotBeShared(t *testing.T) {
+// Where kustomize looks at a value (its type, a name it matches, a hash of
+// it), the render is still Render's: shared when the placeholders keep it
+// so, for each coop alone otherwise.
+func TestRendersMatchRenderWhereKustomizeLooksAtValues(t *testing.T) {
 	cases := map[string]struct {
 		files map[string]string
 		in    func(name string) Input
@@ -137,6 +138,73 @@ func TestRendersRenderAsRenderDoesWhatCannotBeShared(t *testing.T) {
 			files: fixture(t, replace("web.yaml", "example.org/web:latest", "example.org/"+placeholderPrefix+"web:latest")),
 			in:    coopInput,
 			runs:  2,
+		},
+		"a base with kustomize's own hash annotation": {
+			files: fixture(t, func(f map[string]string) {
+				f["settings.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  annotations:\n    internal.config.kubernetes.io/needsHashSuffix: enabled\ndata:\n  url: x\n"
+			}),
+			in: func(name string) Input {
+				in := coopInput(name)
+				in.Targets["url"] = append(in.Targets["url"], Target{Kind: "ConfigMap", Name: "settings", FieldPaths: []string{"data.url"}})
+				return in
+			},
+			runs: 2,
+		},
+		// kustomize renames references to the base's objects after the
+		// replacements: these values stay as they are, the rest is shared.
+		"a parameter that names an object of the base": {
+			files: fixture(t, func(f map[string]string) {
+				f["ingress.yaml"] = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\nspec:\n  defaultBackend:\n    service: {name: unset, port: {number: 80}}\n"
+			}),
+			in: func(name string) Input {
+				in := coopInput(name)
+				in.Parameters["backend"] = "web"
+				in.Targets["backend"] = []Target{{Kind: "Ingress", Name: "site", FieldPaths: []string{"spec.defaultBackend.service.name"}}}
+				return in
+			},
+			runs: 1,
+		},
+		"a parameter that names an object of the base with its prefix": {
+			files: fixture(t, func(f map[string]string) {
+				f["ingress.yaml"] = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\nspec:\n  defaultBackend:\n    service: {name: unset, port: {number: 80}}\n"
+			}),
+			in: func(name string) Input {
+				in := coopInput(name)
+				in.Parameters["backend"] = in.NamePrefix + "web"
+				in.Parameters["url"] = in.NamePrefix + name + ".example.coop"
+				in.Targets["backend"] = []Target{{Kind: "Ingress", Name: "site", FieldPaths: []string{"spec.defaultBackend.service.name"}}}
+				return in
+			},
+			runs: 1,
+		},
+		"a parameter that names a provided Secret": {
+			files: fixture(t, replace("web.yaml", `        env:
+`, `        env:
+        - name: DATABASE_URL
+          valueFrom: {secretKeyRef: {name: unset, key: uri}}
+`)),
+			in: func(name string) Input {
+				in := coopInput(name)
+				in.Provided = []string{DatabaseSecret}
+				in.Parameters["secret"] = DatabaseSecret
+				in.Targets["secret"] = []Target{{Kind: "Deployment", Name: "web", FieldPaths: []string{"spec.template.spec.containers.[name=web].env.[name=DATABASE_URL].valueFrom.secretKeyRef.name"}}}
+				return in
+			},
+			runs: 1,
+		},
+		// kustomize matches a subject's namespace with the namespace of the
+		// ServiceAccount it names: equal values share a placeholder.
+		"a parameter equal to the namespace": {
+			files: fixture(t, func(f map[string]string) {
+				f["rbac.yaml"] = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: bot\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: bot\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: view}\nsubjects:\n- kind: ServiceAccount\n  name: bot\n  namespace: unset\n"
+			}),
+			in: func(name string) Input {
+				in := coopInput(name)
+				in.Parameters["namespace"] = "coop-" + name
+				in.Targets["namespace"] = []Target{{Kind: "RoleBinding", Name: "bot", FieldPaths: []string{"subjects.0.namespace"}}}
+				return in
+			},
+			runs: 1,
 		},
 		"a parameter that goes into a name": {
 			files: fixture(t),
