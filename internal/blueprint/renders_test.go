@@ -102,6 +102,11 @@ func TestRendersRunKustomizeOnceForCoopsThatAskAtOnce(t *testing.T) {
 // it), the render is still Render's: shared when the placeholders keep it
 // so, for each coop alone otherwise.
 func TestRendersMatchRenderWhereKustomizeLooksAtValues(t *testing.T) {
+	// An Ingress whose backend is a parameter.
+	withIngress := fixture(t, func(f map[string]string) {
+		f["ingress.yaml"] = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\nspec:\n  defaultBackend:\n    service: {name: unset, port: {number: 80}}\n"
+	})
+	backendTarget := []Target{{Kind: "Ingress", Name: "site", FieldPaths: []string{"spec.defaultBackend.service.name"}}}
 	cases := map[string]struct {
 		files map[string]string
 		in    func(name string) Input
@@ -153,26 +158,22 @@ func TestRendersMatchRenderWhereKustomizeLooksAtValues(t *testing.T) {
 		// kustomize renames references to the base's objects after the
 		// replacements: these values stay as they are, the rest is shared.
 		"a parameter that names an object of the base": {
-			files: fixture(t, func(f map[string]string) {
-				f["ingress.yaml"] = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\nspec:\n  defaultBackend:\n    service: {name: unset, port: {number: 80}}\n"
-			}),
+			files: withIngress,
 			in: func(name string) Input {
 				in := coopInput(name)
 				in.Parameters["backend"] = "web"
-				in.Targets["backend"] = []Target{{Kind: "Ingress", Name: "site", FieldPaths: []string{"spec.defaultBackend.service.name"}}}
+				in.Targets["backend"] = backendTarget
 				return in
 			},
 			runs: 1,
 		},
 		"a parameter that names an object of the base with its prefix": {
-			files: fixture(t, func(f map[string]string) {
-				f["ingress.yaml"] = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\nspec:\n  defaultBackend:\n    service: {name: unset, port: {number: 80}}\n"
-			}),
+			files: withIngress,
 			in: func(name string) Input {
 				in := coopInput(name)
 				in.Parameters["backend"] = in.NamePrefix + "web"
 				in.Parameters["url"] = in.NamePrefix + name + ".example.coop"
-				in.Targets["backend"] = []Target{{Kind: "Ingress", Name: "site", FieldPaths: []string{"spec.defaultBackend.service.name"}}}
+				in.Targets["backend"] = backendTarget
 				return in
 			},
 			runs: 1,
