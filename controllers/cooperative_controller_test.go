@@ -20,10 +20,12 @@ import (
 	"cooperator.dev/cooperator/internal/specs"
 )
 
-// requestCounter counts the requests a client sends, by HTTP method.
+// requestCounter counts the requests a client sends, by HTTP method and
+// by method and path.
 type requestCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
+	paths  map[string]int
 	writes []string
 }
 
@@ -31,9 +33,10 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		c.mu.Lock()
 		if c.counts == nil {
-			c.counts = map[string]int{}
+			c.counts, c.paths = map[string]int{}, map[string]int{}
 		}
 		c.counts[req.Method]++
+		c.paths[req.Method+" "+req.URL.Path]++
 		if req.Method != http.MethodGet {
 			c.writes = append(c.writes, req.Method+" "+req.URL.Path)
 		}
@@ -46,6 +49,13 @@ func (c *requestCounter) writeRequests() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.writes...)
+}
+
+// requests is how many requests of method went to path.
+func (c *requestCounter) requests(method, path string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paths[method+" "+path]
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -60,12 +60,16 @@ func (r *CooperativeReconciler) reconcileNamespace(ctx context.Context, s *scope
 	coop := s.coop
 	s.coop.Status.Namespace = coop.NamespaceName()
 
-	if res, err := r.checkNamespaceOwner(ctx, s); err != nil || !res.IsZero() {
+	made, res, err := r.createNamespace(ctx, s)
+	if err != nil || !res.IsZero() {
 		return res, err
 	}
 
-	applies := []func() (string, error){
-		applyHashed(ctx, r, &corev1.Namespace{}, specs.Namespace(coop), corev1ac.ExtractNamespace),
+	var applies []func() (string, error)
+	if !made {
+		applies = append(applies, applyHashed(ctx, r, &corev1.Namespace{}, specs.Namespace(coop), corev1ac.ExtractNamespace))
+	}
+	applies = append(applies,
 		// The quota is cached whole: its status feeds the coop's metrics.
 		applyOne(ctx, r, &corev1.ResourceQuota{}, specs.ResourceQuota(coop, s.plan), corev1ac.ExtractResourceQuota),
 		applyHashed(ctx, r, &corev1.LimitRange{}, specs.LimitRange(coop, s.plan), corev1ac.ExtractLimitRange),
@@ -74,7 +78,7 @@ func (r *CooperativeReconciler) reconcileNamespace(ctx context.Context, s *scope
 		r.applyAdminRoleBinding(ctx, coop),
 		applyHashed(ctx, r, &rbacv1.ClusterRole{}, specs.MemberRole(coop), rbacv1ac.ExtractClusterRole),
 		applyHashed(ctx, r, &rbacv1.ClusterRoleBinding{}, specs.MemberRoleBinding(coop), rbacv1ac.ExtractClusterRoleBinding),
-	}
+	)
 	for _, np := range specs.NetworkPolicies(coop, r.Options) {
 		applies = append(applies, applyHashed(ctx, r, &networkingv1.NetworkPolicy{}, np, networkingv1ac.ExtractNetworkPolicy))
 	}
@@ -147,39 +151,38 @@ func (r *CooperativeReconciler) applyAdminRoleBinding(ctx context.Context, coop 
 	}
 }
 
-// checkNamespaceOwner refuses to take over a namespace that is not the
+// createNamespace creates the coop's namespace when there is none of its
+// name, and otherwise refuses to take over a namespace that is not the
 // coop's, and waits while an earlier coop's namespace of the same name is
-// still being deleted.
-func (r *CooperativeReconciler) checkNamespaceOwner(ctx context.Context, s *scope) (ctrl.Result, error) {
+// still being deleted. The cache holds only the operator's namespaces, so
+// the create is what asks the API server whether another exists. It reports
+// whether it created the namespace.
+func (r *CooperativeReconciler) createNamespace(ctx context.Context, s *scope) (bool, ctrl.Result, error) {
 	ns := &metav1.PartialObjectMetadata{}
-	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	key := client.ObjectKey{Name: s.coop.NamespaceName()}
-	err := r.Get(ctx, key, ns)
-	if apierrors.IsNotFound(err) {
-		// The cache holds only the operator's namespaces; ask the API server
-		// before creating one.
-		err = r.APIReader.Get(ctx, key, ns)
-	}
+	made, err := ssa.CreateHashed(ctx, r.Client, r.APIReader, specs.Namespace(s.coop), ns)
 	switch {
-	case apierrors.IsNotFound(err):
-		return ctrl.Result{}, nil
 	case err != nil:
-		return ctrl.Result{}, fmt.Errorf("while getting Namespace %s: %w", key.Name, err)
+		setCondition(s.coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceApplyFailedReason,
+			fmt.Sprintf("Creating Namespace %s failed; retrying", key.Name))
+		return false, ctrl.Result{}, fmt.Errorf("while creating Namespace %s: %w", key.Name, err)
+	case made:
+		return true, ctrl.Result{}, nil
 	}
 	if owner := metav1.GetControllerOf(ns); owner != nil && owner.UID == s.coop.UID {
-		return ctrl.Result{}, nil
+		return false, ctrl.Result{}, nil
 	}
 	if !ns.DeletionTimestamp.IsZero() {
 		setCondition(s.coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceTerminatingReason,
 			fmt.Sprintf("Namespace %s is still being deleted; waiting", key.Name))
-		return ctrl.Result{RequeueAfter: namespaceRetry}, nil
+		return false, ctrl.Result{RequeueAfter: namespaceRetry}, nil
 	}
 	message := fmt.Sprintf("Namespace %s exists and does not belong to this cooperative; rename or remove it", key.Name)
 	if from := ns.Labels[v1alpha1.RetainedLabel]; from != "" {
 		message = fmt.Sprintf("Namespace %s was kept, with its data, when the cooperative %s was deleted under deletionPolicy Retain; move the data out and delete the namespace, or name this cooperative otherwise", key.Name, from)
 	}
 	setCondition(s.coop, v1alpha1.NamespaceReadyCondition, metav1.ConditionFalse, v1alpha1.NamespaceOwnedElsewhereReason, message)
-	return ctrl.Result{}, reconcile.TerminalError(errNamespaceOwnedElsewhere)
+	return false, ctrl.Result{}, reconcile.TerminalError(errNamespaceOwnedElsewhere)
 }
 
 // setCondition sets one condition for the coop's current generation.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -202,6 +203,27 @@ func TestNamespaceOfAnotherOwnerIsNotTakenOver(t *testing.T) {
 	var quotas corev1.ResourceQuotaList
 	if err := adminClient.List(ctx, &quotas, client.InNamespace("coop-squat")); err != nil || len(quotas.Items) != 0 {
 		t.Errorf("quotas in the foreign namespace: %d (err %v), want none", len(quotas.Items), err)
+	}
+}
+
+// The cache holds only the operator's namespaces, so a new coop learns
+// whether its namespace's name is free from the create itself, not from a
+// read of every new coop's namespace before it.
+func TestNewCoopsNamespaceIsCreatedWithoutReadingItFirst(t *testing.T) {
+	counter := &requestCounter{}
+	runOperator(t, testConfig, counter.wrap)
+	create(t, newPlan("fresh-plan"), newCoop("fresh", "fresh-plan"))
+	waitReady(t, "fresh")
+	ns := &corev1.Namespace{}
+	mustGet(t, "", "coop-fresh", ns)
+	if owner := metav1.GetControllerOf(ns); owner == nil || owner.Name != "fresh" {
+		t.Errorf("namespace coop-fresh is controlled by %+v, want the coop fresh", owner)
+	}
+	if n := counter.requests(http.MethodPost, "/api/v1/namespaces"); n == 0 {
+		t.Error("the counted operator sent no create of a namespace; the count sees nothing")
+	}
+	if n := counter.requests(http.MethodGet, "/api/v1/namespaces/coop-fresh"); n != 0 {
+		t.Errorf("the operator read the new coop's namespace %d times from the API server, want 0", n)
 	}
 }
 

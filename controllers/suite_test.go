@@ -297,7 +297,14 @@ func startOperator(t testing.TB) (stop func()) {
 // startOperatorWith runs the operator's controllers with cfg.
 func startOperatorWith(t testing.TB, cfg Config, edits ...func(*ctrl.Options)) (stop func()) {
 	t.Helper()
-	mgr := newManager(t, nil, edits...)
+	return runOperator(t, cfg, nil, edits...)
+}
+
+// runOperator runs the operator's controllers with cfg, their requests
+// passed through wrap when it is not nil.
+func runOperator(t testing.TB, cfg Config, wrap func(http.RoundTripper) http.RoundTripper, edits ...func(*ctrl.Options)) (stop func()) {
+	t.Helper()
+	mgr := newManager(t, wrap, edits...)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := Setup(ctx, mgr, cfg); err != nil {
 		t.Fatalf("setting up controllers: %v", err)

@@ -45,6 +45,22 @@ func ApplyHashed[O client.Object, A ApplyConfiguration](ctx context.Context, c c
 	return apply(ctx, c, reader, &metav1.PartialObjectMetadata{}, live, desired, extract)
 }
 
+// CreateHashed creates the object named by desired, of a kind the cache
+// keeps as metadata only, as ApplyHashed would, unless it exists; then it
+// reads it into existing and writes nothing, so that the caller can look at
+// an object it may not own before applying. It reports whether it created
+// the object. A create that finds the object costs less than a read before
+// every create, when nearly every object asked for is new.
+func CreateHashed[A ApplyConfiguration](ctx context.Context, c client.Client, reader client.Reader, desired A, existing *metav1.PartialObjectMetadata) (bool, error) {
+	want, _, err := hashed(desired)
+	if err != nil {
+		return false, err
+	}
+	existing.SetGroupVersionKind(want.GroupVersionKind())
+	made, _, err := getOrCreate(ctx, c, reader, want, existing)
+	return made, err
+}
+
 // apply reads the object from c into cached, which is of the type c's cache
 // keeps of the kind, and from reader into live when it must compare
 // contents.
