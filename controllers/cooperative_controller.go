@@ -220,21 +220,22 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Annotations carry requests such as a password rotation.
 		For(&v1alpha1.Cooperative{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		// Kinds applied with ssa.ApplyHashed are cached as metadata only.
-		Owns(&corev1.Namespace{}, builder.OnlyMetadata).
-		Owns(&corev1.ResourceQuota{}).
-		Owns(&corev1.LimitRange{}, builder.OnlyMetadata).
-		Owns(&networkingv1.NetworkPolicy{}, builder.OnlyMetadata).
-		Owns(&rbacv1.RoleBinding{}, builder.OnlyMetadata).
-		Owns(&rbacv1.ClusterRole{}, builder.OnlyMetadata).
-		Owns(&rbacv1.ClusterRoleBinding{}, builder.OnlyMetadata).
-		Owns(&corev1.Secret{}).
-		Owns(&corev1.PersistentVolumeClaim{}).
-		Owns(&networkingv1.Ingress{}).
-		Owns(&batchv1.CronJob{}).
-		Owns(&appsv1.Deployment{}).
-		Owns(&appsv1.StatefulSet{}).
-		Owns(&batchv1.Job{}).
+		// The stack's kinds; those applied with ssa.ApplyHashed are
+		// cached as metadata only.
+		Watches(&corev1.Namespace{}, ownedByCooperative, builder.OnlyMetadata).
+		Watches(&corev1.ResourceQuota{}, ownedByCooperative).
+		Watches(&corev1.LimitRange{}, ownedByCooperative, builder.OnlyMetadata).
+		Watches(&networkingv1.NetworkPolicy{}, ownedByCooperative, builder.OnlyMetadata).
+		Watches(&rbacv1.RoleBinding{}, ownedByCooperative, builder.OnlyMetadata).
+		Watches(&rbacv1.ClusterRole{}, ownedByCooperative, builder.OnlyMetadata).
+		Watches(&rbacv1.ClusterRoleBinding{}, ownedByCooperative, builder.OnlyMetadata).
+		Watches(&corev1.Secret{}, ownedByCooperative).
+		Watches(&corev1.PersistentVolumeClaim{}, ownedByCooperative).
+		Watches(&networkingv1.Ingress{}, ownedByCooperative).
+		Watches(&batchv1.CronJob{}, ownedByCooperative).
+		Watches(&appsv1.Deployment{}, ownedByCooperative).
+		Watches(&appsv1.StatefulSet{}, ownedByCooperative).
+		Watches(&batchv1.Job{}, ownedByCooperative).
 		Watches(&v1alpha1.Blueprint{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesBy(blueprintIndex))).
 		// A released claim lets a coop waiting for that hostname take it.
 		Watches(&v1alpha1.DomainClaim{}, handler.EnqueueRequestsFromMapFunc(r.cooperativesBy(domainIndex)),
@@ -257,21 +258,40 @@ func (r *CooperativeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		}).
 		Named("cooperative")
 	if r.CNPGInstalled {
-		b = b.Owns(specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}))
+		b = b.Watches(specs.Cluster(&v1alpha1.Cooperative{}, &v1alpha1.Plan{}), ownedByCooperative)
 	}
 	if r.CNPGDatabaseInstalled {
-		b = b.Owns(specs.DrillDatabase(&v1alpha1.Cooperative{}))
+		b = b.Watches(specs.DrillDatabase(&v1alpha1.Cooperative{}), ownedByCooperative)
 	}
 	if r.CertManagerInstalled {
-		b = b.Owns(specs.AppCertificate(&v1alpha1.Cooperative{}, "", nil, ""))
+		b = b.Watches(specs.AppCertificate(&v1alpha1.Cooperative{}, "", nil, ""), ownedByCooperative)
 	}
 	if r.Options.Expose.Gateway != nil {
-		b = b.Owns(specs.AppHTTPRoute(&v1alpha1.Cooperative{}, "", "", 0, nil, specs.GatewayRef{}))
+		b = b.Watches(specs.AppHTTPRoute(&v1alpha1.Cooperative{}, "", "", 0, nil, specs.GatewayRef{}), ownedByCooperative)
 	}
 	if err := r.watchStatusWrites(ctx, mgr); err != nil {
 		return err
 	}
 	return b.Complete(r)
+}
+
+// ownedByCooperative queues the Cooperative that is an object's
+// controller, as builder.Owns does, but without asking the REST mapper for
+// the owner's scope on every event: a Cooperative is cluster-scoped, and
+// those lookups were a tenth of what the operator allocated while creating
+// a thousand coops (docs/performance.md).
+var ownedByCooperative = handler.EnqueueRequestsFromMapFunc(owningCooperative)
+
+// owningCooperative is the Cooperative that controls obj, if one does.
+func owningCooperative(_ context.Context, obj client.Object) []reconcile.Request {
+	ref := metav1.GetControllerOfNoCopy(obj)
+	if ref == nil || ref.Kind != v1alpha1.CooperativeKind {
+		return nil
+	}
+	if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || gv.Group != v1alpha1.GroupVersion.Group {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: ref.Name}}}
 }
 
 // watchStatusWrites lets go of each status the operator wrote once the

@@ -2,6 +2,9 @@ package v1alpha1
 
 import "strings"
 
+// CooperativeKind is the kind of a Cooperative, as owner references name it.
+const CooperativeKind = "Cooperative"
+
 // NamespacePrefix starts the name of every coop's namespace.
 const NamespacePrefix = "coop-"
 

@@ -20,7 +20,7 @@ func Labels(coop *v1alpha1.Cooperative) map[string]string {
 func OwnerReference(coop *v1alpha1.Cooperative) *metav1ac.OwnerReferenceApplyConfiguration {
 	return metav1ac.OwnerReference().
 		WithAPIVersion(v1alpha1.GroupVersion.String()).
-		WithKind("Cooperative").
+		WithKind(v1alpha1.CooperativeKind).
 		WithName(coop.Name).
 		WithUID(coop.UID).
 		WithController(true).

@@ -126,5 +126,5 @@ func (v *CooperativeValidator) validate(ctx context.Context, coop *v1alpha1.Coop
 	if len(errs) == 0 {
 		return nil
 	}
-	return apierrors.NewInvalid(v1alpha1.GroupVersion.WithKind("Cooperative").GroupKind(), coop.Name, errs)
+	return apierrors.NewInvalid(v1alpha1.GroupVersion.WithKind(v1alpha1.CooperativeKind).GroupKind(), coop.Name, errs)
 }
