@@ -343,6 +343,38 @@ func (r *CooperativeReconciler) applyGenerated(ctx context.Context, coop *v1alph
 	return nil
 }
 
+// appObjects lists the objects of one kind that belong to an app of the
+// namespace's coop. They are the cache's own, not copies, as every pass
+// looks at them and nearly always leaves them be: only their metadata may
+// be read, and only a copy changed. A kind the scheme knows is listed as
+// its Go type, which saves converting each object to a map.
+func (r *CooperativeReconciler) appObjects(ctx context.Context, gvk schema.GroupVersionKind, namespace string) ([]client.Object, error) {
+	var list client.ObjectList
+	if typed, err := r.Scheme().New(gvk.GroupVersion().WithKind(gvk.Kind + "List")); err == nil {
+		list = typed.(client.ObjectList)
+	} else {
+		u := &unstructured.UnstructuredList{}
+		u.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		list = u
+	}
+	if err := r.List(ctx, list, client.InNamespace(namespace), client.HasLabels{specs.AppLabel}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return nil, err
+	}
+	objs := make([]client.Object, 0, len(items))
+	for _, item := range items {
+		obj, ok := item.(client.Object)
+		if !ok {
+			return nil, fmt.Errorf("%s is not an object", gvk.Kind)
+		}
+		objs = append(objs, obj)
+	}
+	return objs, nil
+}
+
 // appKinds are the kinds an app may bring (see blueprint.Check), less
 // PersistentVolumeClaims: an app taken out of spec.apps leaves its data.
 var appKinds = []schema.GroupVersionKind{
@@ -372,17 +404,15 @@ func (r *CooperativeReconciler) pruneApps(ctx context.Context, coop *v1alpha1.Co
 		kinds = append(slices.Clone(kinds), specs.HTTPRoute)
 	}
 	for _, gvk := range kinds {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := r.List(ctx, list, client.InNamespace(coop.NamespaceName()), client.HasLabels{specs.AppLabel}); err != nil {
+		objs, err := r.appObjects(ctx, gvk, coop.NamespaceName())
+		if err != nil {
 			return fmt.Errorf("while listing %s: %w", gvk.Kind, err)
 		}
-		for i := range list.Items {
-			obj := &list.Items[i]
+		for _, obj := range objs {
 			if keep[obj.GetLabels()[specs.AppLabel]] || !obj.GetDeletionTimestamp().IsZero() {
 				continue
 			}
-			if err := r.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+			if err := r.Delete(ctx, obj.DeepCopyObject().(client.Object), client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
 				return fmt.Errorf("while deleting %s %s of a removed app: %w", gvk.Kind, obj.GetName(), err)
 			}
 			ctrl.LoggerFrom(ctx).Info("Deleted an object of a removed app", "kind", gvk.Kind, "name", obj.GetName())
