@@ -34,7 +34,9 @@ func (c *typedReads) Get(ctx context.Context, key client.ObjectKey, obj client.O
 		return c.Client.Get(ctx, key, obj, opts...)
 	}
 	t := typed.(client.Object)
-	if err := c.Client.Get(ctx, key, t, opts...); err != nil {
+	// t is converted, which copies it, and then dropped: it may be the
+	// cache's own object rather than a copy of it.
+	if err := c.Client.Get(ctx, key, t, append(opts[:len(opts):len(opts)], client.UnsafeDisableDeepCopy)...); err != nil {
 		return err
 	}
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(t)
@@ -59,7 +61,7 @@ func (c *typedReads) List(ctx context.Context, list client.ObjectList, opts ...c
 		return c.Client.List(ctx, list, opts...)
 	}
 	t := typed.(client.ObjectList)
-	if err := c.Client.List(ctx, t, opts...); err != nil {
+	if err := c.Client.List(ctx, t, append(opts[:len(opts):len(opts)], client.UnsafeDisableDeepCopy)...); err != nil {
 		return err
 	}
 	items, err := meta.ExtractList(t)
