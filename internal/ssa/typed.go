@@ -61,6 +61,7 @@ func (c *typedReads) List(ctx context.Context, list client.ObjectList, opts ...c
 		return c.Client.List(ctx, list, opts...)
 	}
 	t := typed.(client.ObjectList)
+	// As in Get, each item is converted and dropped.
 	if err := c.Client.List(ctx, t, append(opts[:len(opts):len(opts)], client.UnsafeDisableDeepCopy)...); err != nil {
 		return err
 	}
