@@ -6,11 +6,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // AppliedAnnotation holds a hash of what the operator last created or
@@ -25,31 +28,70 @@ func foreignWriter(e metav1.ManagedFieldsEntry) bool {
 	return e.Manager != FieldOwner && e.Subresource == ""
 }
 
-// hashed is desired as an unstructured object that carries its own hash in
-// AppliedAnnotation.
-func hashed(desired ApplyConfiguration) (*unstructured.Unstructured, string, error) {
+// wanted is what the operator wants of one object: its apply configuration
+// encoded, the hash of that, and its metadata with the hash in
+// AppliedAnnotation. Most passes find the object unchanged and need only the
+// metadata; the whole object is decoded when it is created or applied.
+type wanted struct {
+	data []byte
+	hash string
+	meta metav1.PartialObjectMetadata
+}
+
+// hashed encodes desired and hashes it.
+func hashed(desired ApplyConfiguration) (*wanted, error) {
 	data, err := json.Marshal(desired)
 	if err != nil {
-		return nil, "", fmt.Errorf("while encoding %s: %w", Describe(desired), err)
+		return nil, fmt.Errorf("while encoding %s: %w", Describe(desired), err)
 	}
 	sum := sha256.Sum256(data)
-	hash := base64.RawURLEncoding.EncodeToString(sum[:18])
-	want, err := decode(data)
+	w := &wanted{data: data, hash: base64.RawURLEncoding.EncodeToString(sum[:18])}
+	if err := json.Unmarshal(data, &w.meta); err != nil {
+		return nil, fmt.Errorf("while decoding %s: %w", Describe(desired), err)
+	}
+	w.meta.SetAnnotations(w.annotations())
+	return w, nil
+}
+
+// annotations are the object's annotations with its hash, in a new map.
+func (w *wanted) annotations() map[string]string {
+	annotations := make(map[string]string, len(w.meta.Annotations)+1)
+	maps.Copy(annotations, w.meta.Annotations)
+	annotations[AppliedAnnotation] = w.hash
+	return annotations
+}
+
+// unstructured is the whole object as unstructured.
+func (w *wanted) unstructured() (*unstructured.Unstructured, error) {
+	u, err := decode(w.data)
 	if err != nil {
-		return nil, "", fmt.Errorf("while decoding %s: %w", Describe(desired), err)
+		return nil, err
 	}
-	annotations := want.GetAnnotations()
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	annotations[AppliedAnnotation] = hash
-	want.SetAnnotations(annotations)
-	return want, hash, nil
+	u.SetAnnotations(w.annotations())
+	return u, nil
+}
+
+// creation is how getOrCreate makes the object: decoded straight into its
+// Go type, as unstructuredCreation makes an unstructured object, or else as
+// unstructured.
+func (w *wanted) creation(scheme *runtime.Scheme) creation {
+	return creation{gvk: w.meta.GroupVersionKind(), key: client.ObjectKeyFromObject(&w.meta), object: func() (client.Object, error) {
+		if obj, err := scheme.New(w.meta.GroupVersionKind()); err == nil {
+			if o, ok := obj.(client.Object); ok {
+				strict, err := sigsjson.UnmarshalStrict(w.data, o, sigsjson.DisallowUnknownFields)
+				if err == nil && len(strict) == 0 {
+					o.SetAnnotations(w.annotations())
+					return o, nil
+				}
+			}
+		}
+		return w.unstructured()
+	}}
 }
 
 // ownsDesired reads the whole object past the cache and says whether what
 // FieldOwner owns of it is exactly want.
-func ownsDesired[O client.Object, A ApplyConfiguration](ctx context.Context, reader client.Reader, key client.ObjectKey, live O, want *unstructured.Unstructured, extract Extractor[O, A]) (bool, error) {
+func ownsDesired[O client.Object, A ApplyConfiguration](ctx context.Context, reader client.Reader, key client.ObjectKey, live O, want *wanted, extract Extractor[O, A]) (bool, error) {
 	if err := reader.Get(ctx, key, live); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
@@ -65,7 +107,11 @@ func ownsDesired[O client.Object, A ApplyConfiguration](ctx context.Context, rea
 	if err != nil {
 		return false, err
 	}
-	return equality.Semantic.DeepEqual(have.Object, want.Object), nil
+	u, err := want.unstructured()
+	if err != nil {
+		return false, err
+	}
+	return equality.Semantic.DeepEqual(have.Object, u.Object), nil
 }
 
 // decode reads an encoded apply configuration as unstructured, so that

@@ -52,12 +52,12 @@ func ApplyHashed[O client.Object, A ApplyConfiguration](ctx context.Context, c c
 // the object. A create that finds the object costs less than a read before
 // every create, when nearly every object asked for is new.
 func CreateHashed[A ApplyConfiguration](ctx context.Context, c client.Client, reader client.Reader, desired A, existing *metav1.PartialObjectMetadata) (bool, error) {
-	want, _, err := hashed(desired)
+	want, err := hashed(desired)
 	if err != nil {
 		return false, err
 	}
-	existing.SetGroupVersionKind(want.GroupVersionKind())
-	made, _, err := getOrCreate(ctx, c, reader, want, existing)
+	existing.SetGroupVersionKind(want.meta.GroupVersionKind())
+	made, _, err := getOrCreate(ctx, c, reader, want.creation(c.Scheme()), existing)
 	return made, err
 }
 
@@ -65,23 +65,23 @@ func CreateHashed[A ApplyConfiguration](ctx context.Context, c client.Client, re
 // keeps of the kind, and from reader into live when it must compare
 // contents.
 func apply[O client.Object, A ApplyConfiguration](ctx context.Context, c client.Client, reader client.Reader, cached client.Object, live O, desired A, extract Extractor[O, A]) (bool, error) {
-	want, hash, err := hashed(desired)
+	want, err := hashed(desired)
 	if err != nil {
 		return false, err
 	}
 	if meta, ok := cached.(*metav1.PartialObjectMetadata); ok {
-		meta.SetGroupVersionKind(want.GroupVersionKind())
+		meta.SetGroupVersionKind(want.meta.GroupVersionKind())
 	}
-	made, sent, err := getOrCreate(ctx, c, reader, want, cached)
+	made, sent, err := getOrCreate(ctx, c, reader, want.creation(c.Scheme()), cached)
 	if made || err != nil {
 		return sent, err
 	}
-	key := client.ObjectKeyFromObject(want)
+	key := client.ObjectKeyFromObject(&want.meta)
 	switch {
-	case cached.GetAnnotations()[AppliedAnnotation] != hash:
+	case cached.GetAnnotations()[AppliedAnnotation] != want.hash:
 	// A label removed by hand leaves no trace in managedFields; a missing
 	// selector label also keeps the object out of the cache.
-	case !subset(cached.GetLabels(), want.GetLabels()):
+	case !subset(cached.GetLabels(), want.meta.Labels):
 	case !slices.ContainsFunc(cached.GetManagedFields(), foreignWriter):
 		return sent, nil
 	default:
@@ -91,11 +91,15 @@ func apply[O client.Object, A ApplyConfiguration](ctx context.Context, c client.
 		}
 	}
 	if slices.ContainsFunc(cached.GetManagedFields(), createEntry) {
-		if err := upgrade(ctx, c, reader, want.GroupVersionKind(), key); err != nil {
+		if err := upgrade(ctx, c, reader, want.meta.GroupVersionKind(), key); err != nil {
 			return true, err
 		}
 	}
-	return true, c.Apply(ctx, client.ApplyConfigurationFromUnstructured(want), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	u, err := want.unstructured()
+	if err != nil {
+		return true, err
+	}
+	return true, c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
 }
 
 // Describe names an apply configuration for errors and logs: its kind and

@@ -3,8 +3,11 @@ package ssa
 import (
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 )
 
 func TestContains(t *testing.T) {
@@ -47,19 +50,74 @@ func TestHashedChangesWithTheContentOnly(t *testing.T) {
 	a := corev1ac.Namespace("coop-a").WithLabels(map[string]string{"x": "1", "y": "2"})
 	b := corev1ac.Namespace("coop-a").WithLabels(map[string]string{"y": "2", "x": "1"})
 	c := corev1ac.Namespace("coop-a").WithLabels(map[string]string{"x": "1", "y": "3"})
-	ua, ha, err := hashed(a)
+	wa, err := hashed(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, hb, _ := hashed(b)
-	_, hc, _ := hashed(c)
+	wb, _ := hashed(b)
+	wc, _ := hashed(c)
+	ha, hb, hc := wa.hash, wb.hash, wc.hash
 	if ha != hb || ha == hc {
 		t.Errorf("hashes %s %s %s: want the first two equal, the third apart", ha, hb, hc)
 	}
+	ua, err := wa.unstructured()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ua.GetAnnotations()[AppliedAnnotation] != ha || ua.GetLabels()["y"] != "2" || ua.GetKind() != "Namespace" {
 		t.Errorf("applied object %v, want the desired one with its hash", ua.Object)
+	}
+	if wa.meta.Annotations[AppliedAnnotation] != ha || wa.meta.Labels["y"] != "2" || wa.meta.Name != "coop-a" || wa.meta.Kind != "Namespace" {
+		t.Errorf("metadata %+v, want the desired one's with its hash", wa.meta)
 	}
 	if a.Annotations != nil {
 		t.Errorf("desired was changed: %v", a.Annotations)
 	}
 }
+
+func TestCreationIsTypedWhenTheSchemeKnowsTheKind(t *testing.T) {
+	known, err := hashed(corev1ac.ConfigMap("settings", "coop-a").WithData(map[string]string{"k": "v"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := known.creation(clientgoscheme.Scheme).object()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, ok := obj.(*corev1.ConfigMap)
+	if !ok {
+		t.Fatalf("created %T, want *v1.ConfigMap", obj)
+	}
+	if cm.Name != "settings" || cm.Namespace != "coop-a" || cm.Data["k"] != "v" || cm.Annotations[AppliedAnnotation] != known.hash {
+		t.Errorf("created %+v, want the desired ConfigMap with its hash", cm)
+	}
+
+	foreign := &unstructuredApply{u: &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+		"metadata": map[string]any{"name": "database", "namespace": "coop-a"},
+		"spec":     map[string]any{"instances": int64(1)},
+	}}}
+	unknown, err := hashed(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err = unknown.creation(clientgoscheme.Scheme).object()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		t.Fatalf("created %T, want unstructured", obj)
+	}
+	if n, _, _ := unstructured.NestedInt64(u.Object, "spec", "instances"); n != 1 || u.GetAnnotations()[AppliedAnnotation] != unknown.hash {
+		t.Errorf("created %v, want the desired Cluster with its hash", u.Object)
+	}
+}
+
+// unstructuredApply is an apply configuration of a kind no scheme knows.
+type unstructuredApply struct{ u *unstructured.Unstructured }
+
+func (a *unstructuredApply) IsApplyConfiguration()        {}
+func (a *unstructuredApply) GetName() *string             { n := a.u.GetName(); return &n }
+func (a *unstructuredApply) GetNamespace() *string        { n := a.u.GetNamespace(); return &n }
+func (a *unstructuredApply) MarshalJSON() ([]byte, error) { return a.u.MarshalJSON() }

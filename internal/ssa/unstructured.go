@@ -18,7 +18,7 @@ import (
 func ApplyUnstructured(ctx context.Context, c client.Client, reader client.Reader, desired *unstructured.Unstructured) (bool, error) {
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(desired.GroupVersionKind())
-	made, sent, err := getOrCreate(ctx, c, reader, desired, live)
+	made, sent, err := getOrCreate(ctx, c, reader, unstructuredCreation(c.Scheme(), desired), live)
 	if made || err != nil {
 		return sent, err
 	}

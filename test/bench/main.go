@@ -46,10 +46,13 @@ type options struct {
 	profile      bool
 	// serverProfileSeconds is how long the API server's CPU profiles last.
 	serverProfileSeconds int
-	work                 string
-	apiserver            *rest.Config
-	env                  *testenv.Env
-	operatorArgs         []string
+	// operatorProfileSeconds is how long the operator's CPU profile of
+	// each pass lasts.
+	operatorProfileSeconds int
+	work                   string
+	apiserver              *rest.Config
+	env                    *testenv.Env
+	operatorArgs           []string
 	// memoryLimit is the container memory limit the operator is run as
 	// if under; empty: none.
 	memoryLimit string
@@ -76,14 +79,15 @@ func main() {
 	flag.BoolVar(&o.skipHelm, "skip-helm", false, "Leave Helm out (its run takes about ten minutes at N=1000).")
 	flag.BoolVar(&o.skipDB, "skip-databases", false, "Leave pass B, the shared databases, out.")
 	flag.BoolVar(&o.profile, "profile", false, "Save the CPU profiles of the operator for the first 30 s of each pass and of the API server for the floor and each pass, and the operator's heap after pass A and after the resync, in the work folder.")
+	flag.IntVar(&o.operatorProfileSeconds, "operator-profile-seconds", 30, "Length of the operator's CPU profile of each pass that -profile saves, from the pass's start.")
 	flag.IntVar(&o.serverProfileSeconds, "server-profile-seconds", 20, "Length of the API server's CPU profiles that -profile saves; 0: the whole of the floor and of each pass, in 5 s profiles (apiserver-<name>-NNN.pprof) that go tool pprof merges when given them all.")
 	flag.StringVar(&operatorFlags, "operator-flags", "", "Extra flags for the operator, space-separated.")
 	flag.BoolVar(&o.operatorAsAdmin, "operator-as-admin", false, "Run the operator with the admin kubeconfig, whose requests skip RBAC, instead of the chart's ServiceAccount and ClusterRole.")
 	flag.StringVar(&o.memoryLimit, "memory-limit", "", "Run the operator as under a container memory limit (such as 192Mi): with the soft limit it would set from it. Empty: no limit.")
 	flag.Parse()
 	o.operatorArgs = strings.Fields(operatorFlags)
-	if o.floorRounds < 1 || o.resyncRounds < 1 || o.serverProfileSeconds < 0 {
-		fmt.Fprintln(os.Stderr, "bench: -floor-rounds and -resync-rounds must be at least 1, -server-profile-seconds at least 0")
+	if o.floorRounds < 1 || o.resyncRounds < 1 || o.serverProfileSeconds < 0 || o.operatorProfileSeconds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -floor-rounds and -resync-rounds must be at least 1, -server-profile-seconds at least 0, -operator-profile-seconds at least 1")
 		os.Exit(2)
 	}
 

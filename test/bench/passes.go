@@ -190,7 +190,9 @@ func measure(ctx context.Context, o options, op *operator, c client.Client, t *t
 		return operatorRun{}, err
 	}
 	if o.profile {
-		go func() { _ = saveProfile(op, "profile?seconds=30", filepath.Join(o.work, "cpu-"+plan+".pprof")) }()
+		go func() {
+			_ = saveProfile(op, fmt.Sprintf("profile?seconds=%d", o.operatorProfileSeconds), filepath.Join(o.work, "cpu-"+plan+".pprof"))
+		}()
 	}
 	m, err := startMeter(o, plan)
 	if err != nil {
@@ -339,7 +341,8 @@ func createUnrelated(ctx context.Context, c client.Client, n int) error {
 }
 
 func saveProfile(op *operator, what, path string) error {
-	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Get(op.pprofURL + what)
+	// A CPU profile takes as long as it is asked to.
+	resp, err := (&http.Client{Timeout: time.Hour}).Get(op.pprofURL + what)
 	if err != nil {
 		return err
 	}
