@@ -1,9 +1,11 @@
 package ssa
 
 import (
+	"encoding/json"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -101,6 +103,9 @@ func TestCreationIsTypedWhenTheSchemeKnowsTheKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if unknown.meta.Kind != "Cluster" || unknown.meta.Name != "database" || unknown.meta.Namespace != "coop-a" {
+		t.Errorf("metadata %+v, want the Cluster's", unknown.meta)
+	}
 	obj, err = unknown.creation(clientgoscheme.Scheme).object()
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +116,28 @@ func TestCreationIsTypedWhenTheSchemeKnowsTheKind(t *testing.T) {
 	}
 	if n, _, _ := unstructured.NestedInt64(u.Object, "spec", "instances"); n != 1 || u.GetAnnotations()[AppliedAnnotation] != unknown.hash {
 		t.Errorf("created %v, want the desired Cluster with its hash", u.Object)
+	}
+}
+
+func TestMetadataOfAnApplyConfigurationIsItsEncodedMetadata(t *testing.T) {
+	desired := corev1ac.ConfigMap("settings", "coop-a").WithLabels(map[string]string{"l": "1"}).
+		WithAnnotations(map[string]string{"a": "2"}).WithData(map[string]string{"k": "v"})
+	var read, decoded metav1.PartialObjectMetadata
+	if !metadataOf(desired, &read) {
+		t.Fatal("metadataOf read nothing of a client-go apply configuration")
+	}
+	data, err := json.Marshal(desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(read, decoded) {
+		t.Errorf("metadataOf read %+v, the encoded object has %+v", read, decoded)
+	}
+	if metadataOf(&unstructuredApply{u: &unstructured.Unstructured{}}, &read) {
+		t.Error("metadataOf read an apply configuration without embedded metadata")
 	}
 }
 
