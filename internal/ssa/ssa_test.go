@@ -141,6 +141,30 @@ func TestMetadataOfAnApplyConfigurationIsItsEncodedMetadata(t *testing.T) {
 	}
 }
 
+func TestCreationKeepsAFieldTheTypeLacks(t *testing.T) {
+	desired := &unstructuredApply{u: &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "settings", "namespace": "coop-a"},
+		"data":     map[string]any{"k": "v"},
+		"newField": "kept",
+	}}}
+	w, err := hashed(desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := w.creation(clientgoscheme.Scheme).object()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		t.Fatalf("created %T, which drops newField; want unstructured", obj)
+	}
+	if u.Object["newField"] != "kept" {
+		t.Errorf("created %v, want newField kept", u.Object)
+	}
+}
+
 // unstructuredApply is an apply configuration of a kind no scheme knows.
 type unstructuredApply struct{ u *unstructured.Unstructured }
 
