@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 func TestContains(t *testing.T) {
@@ -77,20 +78,27 @@ func TestHashedChangesWithTheContentOnly(t *testing.T) {
 	}
 }
 
+// toCreate is what getOrCreate would send for desired, and its hash.
+func toCreate(t *testing.T, desired ApplyConfiguration) (client.Object, string) {
+	t.Helper()
+	w, err := hashed(desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := w.creation(clientgoscheme.Scheme).object()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obj, w.hash
+}
+
 func TestCreationIsTypedWhenTheSchemeKnowsTheKind(t *testing.T) {
-	known, err := hashed(corev1ac.ConfigMap("settings", "coop-a").WithData(map[string]string{"k": "v"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj, err := known.creation(clientgoscheme.Scheme).object()
-	if err != nil {
-		t.Fatal(err)
-	}
+	obj, hash := toCreate(t, corev1ac.ConfigMap("settings", "coop-a").WithData(map[string]string{"k": "v"}))
 	cm, ok := obj.(*corev1.ConfigMap)
 	if !ok {
 		t.Fatalf("created %T, want *v1.ConfigMap", obj)
 	}
-	if cm.Name != "settings" || cm.Namespace != "coop-a" || cm.Data["k"] != "v" || cm.Annotations[AppliedAnnotation] != known.hash {
+	if cm.Name != "settings" || cm.Namespace != "coop-a" || cm.Data["k"] != "v" || cm.Annotations[AppliedAnnotation] != hash {
 		t.Errorf("created %+v, want the desired ConfigMap with its hash", cm)
 	}
 
@@ -148,14 +156,7 @@ func TestCreationKeepsAFieldTheTypeLacks(t *testing.T) {
 		"data":     map[string]any{"k": "v"},
 		"newField": "kept",
 	}}}
-	w, err := hashed(desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj, err := w.creation(clientgoscheme.Scheme).object()
-	if err != nil {
-		t.Fatal(err)
-	}
+	obj, _ := toCreate(t, desired)
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		t.Fatalf("created %T, which drops newField; want unstructured", obj)
